@@ -1,0 +1,149 @@
+//! The one place configuration is read: a clap struct whose every flag is also an
+//! `AETHER_DBHUB_*` environment variable. `aether-dbhub --help` documents it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Aether databases API with an embedded DBHub operator.
+#[derive(Debug, Parser)]
+#[command(name = "aether-dbhub", version, about)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, env = "AETHER_DBHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in tracing's EnvFilter syntax (e.g. `info,aether_dbhub=debug`).
+    #[arg(long, env = "AETHER_DBHUB_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the REST API (with health and readiness endpoints).
+    Serve(ServeArgs),
+    /// Print the CustomResourceDefinitions (YAML) for Database and DBHubInstance.
+    Crds,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log collectors).
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Settings of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "AETHER_DBHUB_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Seconds in-flight requests get to finish after SIGTERM before the server stops.
+    #[arg(long, env = "AETHER_DBHUB_SHUTDOWN_TIMEOUT", default_value = "20", value_parser = parse_seconds)]
+    pub shutdown_timeout: Duration,
+
+    /// Neo4j connection.
+    #[command(flatten)]
+    pub neo4j: Neo4jArgs,
+
+    /// Kubernetes settings (the cluster itself comes from KUBECONFIG or the in-cluster account).
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// Neo4j connection settings.
+#[derive(Debug, Clone, Args)]
+pub struct Neo4jArgs {
+    /// Bolt URI of Neo4j (bolt://, bolt+s://, neo4j://, neo4j+s://).
+    #[arg(
+        long = "neo4j-uri",
+        env = "AETHER_DBHUB_NEO4J_URI",
+        default_value = "bolt://127.0.0.1:7687"
+    )]
+    pub uri: String,
+
+    /// Neo4j user.
+    #[arg(
+        long = "neo4j-user",
+        env = "AETHER_DBHUB_NEO4J_USER",
+        default_value = "neo4j"
+    )]
+    pub user: String,
+
+    /// Neo4j password.
+    #[arg(
+        long = "neo4j-password",
+        env = "AETHER_DBHUB_NEO4J_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub password: String,
+}
+
+/// Kubernetes settings.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// Namespace where the service keeps Database CRs, Secrets and DBHub instances.
+    #[arg(
+        long = "namespace",
+        env = "AETHER_DBHUB_NAMESPACE",
+        default_value = "aether-databases"
+    )]
+    pub namespace: String,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("expected whole seconds: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_an_aether_dbhub_env_var() {
+        let cmd = Cli::command();
+        let mut all = vec![&cmd];
+        all.extend(cmd.get_subcommands());
+        for c in all {
+            for arg in c.get_arguments().filter(|a| !a.is_positional()) {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let env = arg
+                    .get_env()
+                    .unwrap_or_else(|| panic!("--{id} has no env var"));
+                assert!(
+                    env.to_string_lossy().starts_with("AETHER_DBHUB_"),
+                    "--{id} env {env:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parse_seconds_rejects_non_numbers() {
+        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_seconds("5s").is_err());
+    }
+}

@@ -1,0 +1,42 @@
+import java.nio.file.Path;
+import java.util.concurrent.CountDownLatch;
+import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.HttpConnector;
+import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.dbms.api.DatabaseManagementService;
+import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+import org.neo4j.io.ByteUnit;
+
+/**
+ * Runs a real Neo4j Community engine for the local stack: Bolt on 127.0.0.1, HTTP off, auth
+ * off (loopback only). Prints one READY line once Bolt accepts connections; SIGTERM shuts the
+ * engine down cleanly. Usage: Neo4jLauncher <home-dir> <bolt-port>
+ */
+public final class Neo4jLauncher {
+  public static void main(String[] args) throws Exception {
+    if (args.length != 2) {
+      System.err.println("usage: Neo4jLauncher <home-dir> <bolt-port>");
+      System.exit(2);
+    }
+    Path home = Path.of(args[0]).toAbsolutePath();
+    int port = Integer.parseInt(args[1]);
+    DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
+        .setConfig(BoltConnector.enabled, true)
+        .setConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
+        .setConfig(BoltConnector.advertised_address, new SocketAddress("127.0.0.1", port))
+        .setConfig(HttpConnector.enabled, false)
+        .setConfig(GraphDatabaseSettings.auth_enabled, false)
+        .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(128))
+        .build();
+    CountDownLatch stop = new CountDownLatch(1);
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+      dbms.shutdown();
+      stop.countDown();
+    }));
+    dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).executeTransactionally("RETURN 1");
+    System.out.println("READY bolt://127.0.0.1:" + port);
+    System.out.flush();
+    stop.await();
+  }
+}

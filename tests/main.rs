@@ -1,0 +1,8 @@
+//! Integration tests against the real local stack (`scripts/stack up`): kube-apiserver, Neo4j,
+//! PostgreSQL, MariaDB and DBHub. One binary; shared fixtures live in `support`.
+
+mod support;
+
+mod crds;
+mod serve;
+mod smoke;

@@ -1,0 +1,142 @@
+//! `aether-dbhub serve` as a process: health, readiness with reasons, request ids, JSON logs
+//! and a clean exit on SIGTERM.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::dbhub::free_port;
+use crate::support::stack;
+
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(neo4j_uri: &str) -> Self {
+        let port = free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
+            .args(["--log-format", "json", "serve"])
+            .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
+            .env("AETHER_DBHUB_NEO4J_URI", neo4j_uri)
+            .env("KUBECONFIG", stack().get("KUBECONFIG"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting aether-dbhub serve");
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        server.wait_until_listening().await;
+        server
+    }
+
+    async fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if reqwest::get(format!("{}/healthz", self.base)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("aether-dbhub serve did not listen within 30s");
+    }
+
+    /// Sends SIGTERM and returns (exit success, stderr).
+    async fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("exited within 15s of SIGTERM")
+            .unwrap();
+        let mut stderr = String::new();
+        use tokio::io::AsyncReadExt;
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+        (out.success(), stderr)
+    }
+}
+
+#[tokio::test]
+async fn serve_with_stack_up_is_ready_and_stops_cleanly_on_sigterm() {
+    let server = Server::start(stack().get("NEO4J_URI")).await;
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let ready = reqwest::Client::new()
+        .get(format!("{}/readyz", server.base))
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.headers()["x-request-id"],
+        "req-123",
+        "request id echoed"
+    );
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["ready"], true, "{body}");
+    assert_eq!(body["checks"]["neo4j"]["ok"], true, "{body}");
+    assert_eq!(body["checks"]["kubernetes"]["ok"], true, "{body}");
+
+    let fresh = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert!(
+        fresh.headers().contains_key("x-request-id"),
+        "a request id is created when absent"
+    );
+
+    let (ok, stderr) = server.terminate().await;
+    assert!(ok, "exit status after SIGTERM; stderr:\n{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "listening"),
+        "{stderr}"
+    );
+    assert!(lines.iter().any(|l| l["message"] == "stopped"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serve_with_neo4j_down_reports_not_ready_with_reason() {
+    let dead = format!("bolt://127.0.0.1:{}", free_port());
+    let server = Server::start(&dead).await;
+    let ready = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["checks"]["neo4j"]["ok"], false, "{body}");
+    assert!(
+        !body["checks"]["neo4j"]["reason"]
+            .as_str()
+            .unwrap()
+            .is_empty(),
+        "{body}"
+    );
+    assert_eq!(body["checks"]["kubernetes"]["ok"], true, "{body}");
+    let (ok, _) = server.terminate().await;
+    assert!(ok);
+}
