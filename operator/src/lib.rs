@@ -1,5 +1,7 @@
-//! The DBHub operator: CRD types for `dbhub.tas.io/v1alpha1` and (as they land) the
-//! reconcilers that check Databases and deploy DBHub. The service embeds it; it depends on
-//! nothing in the service.
+//! The DBHub operator: CRD types for `dbhub.tas.io/v1alpha1`, the pure logic behind the
+//! reconcilers (DSNs, connection checks) and the reconcilers themselves. The service embeds it;
+//! it depends on nothing in the service.
 
 pub mod crd;
+pub mod dsn;
+pub mod probe;

@@ -1,0 +1,389 @@
+//! Connection checks: connect within the connection timeout, run a trivial query and read the
+//! server version. sqlx for postgres, mysql, mariadb and sqlite; tiberius for sqlserver.
+//! Driver errors are classified and cleaned here, so no DSN or password leaves this module.
+
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+use crate::crd::{DatabaseSpec, DatabaseType, SslMode};
+use crate::dsn::Credentials;
+
+/// A successful check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probed {
+    /// Version string the server reported.
+    pub server_version: String,
+    /// Connect + query time.
+    pub latency: Duration,
+}
+
+/// A failed check, with a message that is safe to show anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// No connection within the connection timeout.
+    #[error("no connection within {0}s")]
+    Timeout(u64),
+    /// The server could not be reached (refused, unknown host, reset).
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
+    /// The server refused the user name or password.
+    #[error("authentication failed: {0}")]
+    AuthFailed(String),
+    /// The database does not exist (or the user may not open it).
+    #[error("database not found: {0}")]
+    DatabaseNotFound(String),
+    /// TLS could not be negotiated.
+    #[error("TLS failed: {0}")]
+    Tls(String),
+    /// Anything else the driver reported.
+    #[error("check failed: {0}")]
+    Other(String),
+}
+
+impl ProbeError {
+    /// A machine-readable reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "ConnectTimeout",
+            Self::Unreachable(_) => "Unreachable",
+            Self::AuthFailed(_) => "AuthenticationFailed",
+            Self::DatabaseNotFound(_) => "DatabaseNotFound",
+            Self::Tls(_) => "TLSFailed",
+            Self::Other(_) => "CheckFailed",
+        }
+    }
+
+    /// Retrying without a change to the spec or the Secret will not help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::AuthFailed(_) | Self::DatabaseNotFound(_))
+    }
+}
+
+/// Checks the database once. `creds` is required for every type but sqlite.
+pub async fn probe(spec: &DatabaseSpec, creds: Option<&Credentials>) -> Result<Probed, ProbeError> {
+    let timeout = Duration::from_secs(spec.connection_timeout.max(1) as u64);
+    let secrets = creds.map(Credentials::secrets).unwrap_or_default();
+    let started = Instant::now();
+    let version = tokio::time::timeout(timeout, connect_and_query(spec, creds))
+        .await
+        .map_err(|_| ProbeError::Timeout(timeout.as_secs()))?
+        .map_err(|e| e.cleaned(&secrets))?;
+    Ok(Probed {
+        server_version: version,
+        latency: started.elapsed(),
+    })
+}
+
+async fn connect_and_query(
+    spec: &DatabaseSpec,
+    creds: Option<&Credentials>,
+) -> Result<String, ProbeError> {
+    let missing = || ProbeError::Other("no credentials".into());
+    let host = spec.host.clone().unwrap_or_default();
+    let port = spec
+        .port
+        .or(spec.db_type.default_port())
+        .unwrap_or_default() as u16;
+    let database = spec.database.clone().unwrap_or_default();
+    match spec.db_type {
+        DatabaseType::Postgres => {
+            let c = creds.ok_or_else(missing)?;
+            let mode = match spec.ssl_mode {
+                None => sqlx::postgres::PgSslMode::Prefer,
+                Some(SslMode::Disable) => sqlx::postgres::PgSslMode::Disable,
+                Some(SslMode::Require) => sqlx::postgres::PgSslMode::Require,
+                Some(SslMode::VerifyCa) => sqlx::postgres::PgSslMode::VerifyCa,
+                Some(SslMode::VerifyFull) => sqlx::postgres::PgSslMode::VerifyFull,
+            };
+            let mut opts = sqlx::postgres::PgConnectOptions::new()
+                .host(&host)
+                .port(port)
+                .username(&c.user)
+                .password(&c.password)
+                .ssl_mode(mode)
+                .application_name("dbhub-operator");
+            if !database.is_empty() {
+                opts = opts.database(&database);
+            }
+            let mut conn = sqlx::PgConnection::connect_with(&opts)
+                .await
+                .map_err(classify)?;
+            let (v,): (String,) = sqlx::query_as("SELECT version()")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(classify)?;
+            let _ = conn.close().await;
+            Ok(v)
+        }
+        DatabaseType::Mysql | DatabaseType::Mariadb => {
+            let c = creds.ok_or_else(missing)?;
+            let mode = match spec.ssl_mode {
+                None => sqlx::mysql::MySqlSslMode::Preferred,
+                Some(SslMode::Disable) => sqlx::mysql::MySqlSslMode::Disabled,
+                Some(_) => sqlx::mysql::MySqlSslMode::Required,
+            };
+            let opts = sqlx::mysql::MySqlConnectOptions::new()
+                .host(&host)
+                .port(port)
+                .username(&c.user)
+                .password(&c.password)
+                .database(&database)
+                .ssl_mode(mode);
+            let mut conn = sqlx::MySqlConnection::connect_with(&opts)
+                .await
+                .map_err(classify)?;
+            let (v,): (String,) = sqlx::query_as("SELECT VERSION()")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(classify)?;
+            let _ = conn.close().await;
+            Ok(v)
+        }
+        DatabaseType::Sqlite => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&database)
+                .read_only(true)
+                .create_if_missing(false);
+            let mut conn = sqlx::SqliteConnection::connect_with(&opts)
+                .await
+                .map_err(classify_sqlite)?;
+            let (v,): (String,) = sqlx::query_as("SELECT sqlite_version()")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(classify_sqlite)?;
+            let _ = conn.close().await;
+            Ok(format!("SQLite {v}"))
+        }
+        DatabaseType::Sqlserver => {
+            sqlserver(spec, &host, port, &database, creds.ok_or_else(missing)?).await
+        }
+    }
+}
+
+async fn sqlserver(
+    spec: &DatabaseSpec,
+    host: &str,
+    port: u16,
+    database: &str,
+    c: &Credentials,
+) -> Result<String, ProbeError> {
+    let mut config = tiberius::Config::new();
+    config.host(host);
+    config.port(port);
+    if !database.is_empty() {
+        config.database(database);
+    }
+    config.authentication(tiberius::AuthMethod::sql_server(&c.user, &c.password));
+    config.application_name("dbhub-operator");
+    match spec.ssl_mode {
+        Some(SslMode::Disable) => config.encryption(tiberius::EncryptionLevel::NotSupported),
+        // DBHub's `require` encrypts without verifying the certificate; check the same way.
+        _ => {
+            config.encryption(tiberius::EncryptionLevel::Required);
+            config.trust_cert();
+        }
+    }
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| io_error(&e))?;
+    tcp.set_nodelay(true).ok();
+    let mut client = tiberius::Client::connect(config, tcp.compat_write())
+        .await
+        .map_err(classify_tds)?;
+    let row = client
+        .simple_query("SELECT @@VERSION")
+        .await
+        .map_err(classify_tds)?
+        .into_row()
+        .await
+        .map_err(classify_tds)?;
+    let version = row
+        .and_then(|r| r.get::<&str, _>(0).map(str::to_owned))
+        .unwrap_or_default();
+    Ok(version
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string())
+}
+
+fn io_error(e: &std::io::Error) -> ProbeError {
+    ProbeError::Unreachable(e.kind().to_string())
+}
+
+fn classify(e: sqlx::Error) -> ProbeError {
+    match &e {
+        sqlx::Error::Io(io) => io_error(io),
+        sqlx::Error::Tls(t) => ProbeError::Tls(t.to_string()),
+        sqlx::Error::Database(db) => {
+            let msg = db.message().to_string();
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                // ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_BAD_DB_ERROR.
+                return match my.number() {
+                    1045 | 1044 => ProbeError::AuthFailed(msg),
+                    1049 => ProbeError::DatabaseNotFound(msg),
+                    _ => ProbeError::Other(msg),
+                };
+            }
+            // PostgreSQL SQLSTATEs: invalid_password, invalid_authorization_specification,
+            // invalid_catalog_name.
+            match db.code().as_deref() {
+                Some("28P01" | "28000") => ProbeError::AuthFailed(msg),
+                Some("3D000") => ProbeError::DatabaseNotFound(msg),
+                _ => ProbeError::Other(msg),
+            }
+        }
+        _ => ProbeError::Other(e.to_string()),
+    }
+}
+
+fn classify_sqlite(e: sqlx::Error) -> ProbeError {
+    match e {
+        sqlx::Error::Database(db) => ProbeError::DatabaseNotFound(db.message().to_string()),
+        other => classify(other),
+    }
+}
+
+fn classify_tds(e: tiberius::error::Error) -> ProbeError {
+    match &e {
+        tiberius::error::Error::Io { kind, .. } => ProbeError::Unreachable(kind.to_string()),
+        tiberius::error::Error::Tls(m) => ProbeError::Tls(m.clone()),
+        // 18456: login failed.
+        tiberius::error::Error::Server(t) if t.code() == 18456 => {
+            ProbeError::AuthFailed(t.message().to_string())
+        }
+        // 4060: cannot open database.
+        tiberius::error::Error::Server(t) if t.code() == 4060 => {
+            ProbeError::DatabaseNotFound(t.message().to_string())
+        }
+        _ => ProbeError::Other(e.to_string()),
+    }
+}
+
+impl ProbeError {
+    /// Removes every secret (raw or percent-encoded), anything shaped like a URL with
+    /// credentials, and caps the length.
+    fn cleaned(self, secrets: &[String]) -> Self {
+        let f = |m: String| clean(&m, secrets);
+        match self {
+            Self::Timeout(s) => Self::Timeout(s),
+            Self::Unreachable(m) => Self::Unreachable(f(m)),
+            Self::AuthFailed(m) => Self::AuthFailed(f(m)),
+            Self::DatabaseNotFound(m) => Self::DatabaseNotFound(f(m)),
+            Self::Tls(m) => Self::Tls(f(m)),
+            Self::Other(m) => Self::Other(f(m)),
+        }
+    }
+}
+
+/// Makes a driver message safe to show: secrets replaced by `***`, URL userinfo dropped,
+/// at most 300 characters.
+pub fn clean(message: &str, secrets: &[String]) -> String {
+    let mut out = message.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s.as_str(), "***");
+    }
+    // `scheme://user:pass@host` → `scheme://***@host`
+    while let Some(start) = out.find("://") {
+        let rest = &out[start + 3..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '/')
+            .unwrap_or(rest.len());
+        match rest[..end].rfind('@') {
+            Some(at) if !rest[..at].starts_with("***") => {
+                out = format!("{}://***{}", &out[..start], &rest[at..]);
+            }
+            _ => break,
+        }
+    }
+    if out.chars().count() > 300 {
+        out = out.chars().take(300).collect::<String>() + "…";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_removes_raw_and_encoded_secrets_and_url_userinfo() {
+        let secrets = vec!["s3cr/t".to_string(), "s3cr%2Ft".to_string()];
+        let m = clean(
+            "failed postgres://bob:s3cr%2Ft@h:5432/db with s3cr/t",
+            &secrets,
+        );
+        assert!(!m.contains("s3cr"), "{m}");
+        assert!(!m.contains("bob"), "{m}");
+        assert!(m.contains("postgres://***@h:5432"), "{m}");
+    }
+
+    #[test]
+    fn clean_caps_length() {
+        assert!(clean(&"x".repeat(1000), &[]).chars().count() <= 301);
+    }
+
+    #[test]
+    fn permanence_follows_the_cause() {
+        assert!(ProbeError::AuthFailed("x".into()).is_permanent());
+        assert!(!ProbeError::Timeout(3).is_permanent());
+        assert!(!ProbeError::Unreachable("refused".into()).is_permanent());
+    }
+
+    #[tokio::test]
+    async fn sqlserver_unreachable_host_fails_fast_and_clean() {
+        // No SQL Server can be had on these machines: this checks the tiberius path up to the
+        // TCP connect against a loopback port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec: DatabaseSpec = serde_json::from_value(serde_json::json!({
+            "type": "sqlserver", "host": "127.0.0.1", "port": port, "database": "d",
+            "credentialsRef": {"name": "s"}, "connectionTimeout": 5
+        }))
+        .unwrap();
+        let creds = Credentials {
+            user: "sa".into(),
+            password: "Pa55/w@rd".into(),
+        };
+        let err = probe(&spec, Some(&creds)).await.unwrap_err();
+        assert!(matches!(err, ProbeError::Unreachable(_)), "{err:?}");
+        assert!(!err.to_string().contains("Pa55"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn sqlite_probe_reads_the_version_of_a_real_file() {
+        let dir = std::env::temp_dir().join(format!("probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        sqlx::SqliteConnection::connect_with(&opts)
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+        let spec: DatabaseSpec = serde_json::from_value(serde_json::json!({
+            "type": "sqlite", "database": path.to_str().unwrap()
+        }))
+        .unwrap();
+        let ok = probe(&spec, None).await.unwrap();
+        assert!(ok.server_version.starts_with("SQLite 3."), "{ok:?}");
+        let missing: DatabaseSpec = serde_json::from_value(
+            serde_json::json!({"type": "sqlite", "database": "/nonexistent/x.db"}),
+        )
+        .unwrap();
+        assert!(matches!(
+            probe(&missing, None).await,
+            Err(ProbeError::DatabaseNotFound(_))
+        ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
