@@ -4,7 +4,7 @@
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Cli, Command, ServeArgs};
+use crate::config::{Cli, Command, OperatorArgs, ServeArgs};
 use crate::http::{AppState, router};
 use crate::storage::Store;
 use crate::telemetry;
@@ -25,6 +25,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(cli.log_format, &cli.log)?;
             tokio::runtime::Runtime::new()?.block_on(serve(args))
         }
+        Command::Operator(args) => {
+            telemetry::init(cli.log_format, &cli.log)?;
+            tokio::runtime::Runtime::new()?.block_on(operator(args))
+        }
     }
 }
 
@@ -33,10 +37,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("loading the Kubernetes configuration")?;
     let store = Store::connect(&args.neo4j).context("configuring the Neo4j driver")?;
-    let app = router(AppState { store, kube });
+    let app = router(AppState {
+        store,
+        kube: kube.clone(),
+    });
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let controllers = spawn_controllers(kube, &args.kube, &shutdown);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -53,8 +61,41 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(timeout = ?args.shutdown_timeout, "requests still running after the shutdown timeout; stopping anyway");
         }
     }
+    shutdown.cancel();
+    controllers.await.context("the reconcilers panicked")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
+    let kube = kube::Client::try_default()
+        .await
+        .context("loading the Kubernetes configuration")?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tracing::info!(scope = ?args.kube.scope(), "reconcilers starting");
+    spawn_controllers(kube, &args.kube, &shutdown)
+        .await
+        .context("the reconcilers panicked")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the reconcilers. They stop when `shutdown` is cancelled; should they stop on their
+/// own, the whole process is cancelled too, so nothing keeps serving half-alive.
+fn spawn_controllers(
+    kube: kube::Client,
+    args: &crate::config::KubeArgs,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (scope, token) = (args.scope(), shutdown.clone());
+    tokio::spawn(async move {
+        dbhub_operator::controller::run_all(kube, scope, token.clone().cancelled_owned()).await;
+        if !token.is_cancelled() {
+            tracing::error!("the reconcilers stopped unexpectedly; shutting down");
+            token.cancel();
+        }
+    })
 }
 
 async fn cancel_on_signal(token: CancellationToken) {

@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the REST API (with health and readiness endpoints).
     Serve(ServeArgs),
+    /// Run only the reconcilers (no REST API).
+    Operator(OperatorArgs),
     /// Print the CustomResourceDefinitions (YAML) for Database and DBHubInstance.
     Crds,
 }
@@ -57,6 +59,14 @@ pub struct ServeArgs {
     pub neo4j: Neo4jArgs,
 
     /// Kubernetes settings (the cluster itself comes from KUBECONFIG or the in-cluster account).
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// Settings of `operator`.
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Kubernetes settings.
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -101,6 +111,24 @@ pub struct KubeArgs {
         default_value = "aether-databases"
     )]
     pub namespace: String,
+
+    /// Namespace the reconcilers watch (Databases, DBHubInstances, Secrets). Empty: all namespaces.
+    #[arg(
+        long = "watch-namespace",
+        env = "AETHER_DBHUB_WATCH_NAMESPACE",
+        default_value = ""
+    )]
+    pub watch_namespace: String,
+}
+
+impl KubeArgs {
+    /// The reconcilers' scope.
+    pub fn scope(&self) -> dbhub_operator::controller::Scope {
+        let ns = self.watch_namespace.trim();
+        dbhub_operator::controller::Scope {
+            namespace: (!ns.is_empty()).then(|| ns.to_string()),
+        }
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

@@ -4,5 +4,6 @@
 mod support;
 
 mod crds;
+mod database_controller;
 mod serve;
 mod smoke;

@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::dbhub::free_port;
-use crate::support::stack;
+use crate::support::{stack, unique};
 
 struct Server {
     child: tokio::process::Child,
@@ -14,12 +14,15 @@ struct Server {
 
 impl Server {
     async fn start(neo4j_uri: &str) -> Self {
+        crate::support::crds::ensure_installed().await;
         let port = free_port();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
             .args(["--log-format", "json", "serve"])
             .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
             .env("AETHER_DBHUB_NEO4J_URI", neo4j_uri)
             .env("KUBECONFIG", stack().get("KUBECONFIG"))
+            // Its reconcilers watch a namespace of their own, away from other tests' objects.
+            .env("AETHER_DBHUB_WATCH_NAMESPACE", unique("serve-scope"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

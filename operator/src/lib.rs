@@ -2,6 +2,7 @@
 //! reconcilers (DSNs, connection checks) and the reconcilers themselves. The service embeds it;
 //! it depends on nothing in the service.
 
+pub mod controller;
 pub mod crd;
 pub mod dsn;
 pub mod probe;

@@ -6,6 +6,8 @@
 pub mod crds;
 pub mod dbhub;
 pub mod kube;
+pub mod logs;
+pub mod operator;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

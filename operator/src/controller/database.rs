@@ -1,0 +1,343 @@
+//! The Database reconciler: resolve credentials, check the connection, record the outcome in
+//! status (only when it changed), emit an Event on each phase transition, and come back after
+//! `healthCheckInterval` (sooner, with backoff, while Degraded).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Future, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Client, Resource, ResourceExt};
+
+use super::credentials::{self, CredentialsError};
+use super::{Error, MANAGER, Result, Scope, conditions};
+use crate::crd::{Database, DatabasePhase, DatabaseStatus};
+use crate::probe::{self, ProbeError, Probed};
+
+/// Consecutive transient failures after which Degraded becomes Failed.
+const DEGRADED_LIMIT: u32 = 3;
+
+/// Shared state of the Database controller.
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    /// Consecutive failed checks per Database (namespace/name), for Degraded backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let dbs: Api<Database> = scope.api(client.clone());
+    let secrets: Api<PartialObjectMeta<Secret>> = scope.api(client.clone());
+    let (reader, writer) = reflector::store();
+    // Status writes (ours included) do not change the generation: only spec changes, Secret
+    // changes and the requeue timer trigger a check.
+    let trigger = watcher(dbs, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let index = reader.clone();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: super::recorder(client),
+        failures: Default::default(),
+    });
+    Controller::for_stream(trigger, reader)
+        // Metadata only: the operator never caches Secret data.
+        .watches_stream(
+            watcher(secrets, watcher::Config::default())
+                .default_backoff()
+                .touched_objects(),
+            move |secret| {
+                users_of(
+                    &index,
+                    &secret.namespace().unwrap_or_default(),
+                    &secret.name_any(),
+                )
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "database reconcile event");
+            }
+        })
+        .await;
+}
+
+/// The Databases (from the controller's cache) whose credentials live in Secret `ns/name`.
+fn users_of(store: &reflector::Store<Database>, ns: &str, name: &str) -> Vec<ObjectRef<Database>> {
+    store
+        .state()
+        .iter()
+        .filter(|db| credentials::secret_ref(db).is_some_and(|(n, s)| n == ns && s == name))
+        .map(|db| ObjectRef::from_obj(db.as_ref()))
+        .collect()
+}
+
+/// What one check found.
+enum Outcome {
+    Connected(Probed),
+    Failed {
+        reason: &'static str,
+        message: String,
+        permanent: bool,
+        credentials_ok: bool,
+    },
+}
+
+async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = db.namespace().ok_or(Error::NoNamespace)?;
+    let key = format!("{ns}/{}", db.name_any());
+    let outcome = check(&db, &ctx.client).await?;
+    let failures = {
+        let mut map = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match &outcome {
+            Outcome::Connected(_) => {
+                map.remove(&key);
+                0
+            }
+            Outcome::Failed { .. } => {
+                let n = map.entry(key.clone()).or_default();
+                *n += 1;
+                *n
+            }
+        }
+    };
+    let old = db.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let new = next_status(&old, &outcome, failures, db.meta().generation, now);
+    let interval = Duration::from_secs(db.spec.health_check_interval.max(10) as u64);
+    if needs_write(&old, &new, interval, now) {
+        let api: Api<Database> = Api::namespaced(ctx.client.clone(), &ns);
+        // Server-side apply of the whole status: fields left out (e.g. latencyMs after a
+        // failure) are removed, which a merge patch would not do.
+        let patch = serde_json::json!({ "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database", "status": new });
+        api.patch_status(
+            &db.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    if old.phase != new.phase {
+        publish_transition(&ctx.recorder, &db, &new).await;
+    }
+    let phase = new.phase.unwrap_or(DatabasePhase::Pending);
+    tracing::info!(db.namespace = %ns, db.name = %db.name_any(), phase = ?phase, message = new.message.as_deref().unwrap_or_default(), "database checked");
+    Ok(Action::requeue(next_check(
+        phase, failures, &outcome, interval, &key,
+    )))
+}
+
+async fn check(db: &Database, client: &Client) -> Result<Outcome> {
+    let creds = match credentials::resolve(client, db).await {
+        Ok(c) => c,
+        Err(CredentialsError::Kube(e)) => return Err(Error::Kube(e)),
+        Err(e) => {
+            return Ok(Outcome::Failed {
+                reason: e.reason(),
+                message: e.to_string(),
+                permanent: true,
+                credentials_ok: false,
+            });
+        }
+    };
+    Ok(match probe::probe(&db.spec, creds.as_ref()).await {
+        Ok(p) => Outcome::Connected(p),
+        Err(e) => failed(&e),
+    })
+}
+
+fn failed(e: &ProbeError) -> Outcome {
+    Outcome::Failed {
+        reason: e.reason(),
+        message: e.to_string(),
+        permanent: e.is_permanent(),
+        credentials_ok: true,
+    }
+}
+
+/// The status after this check. Degraded = a transient failure after an earlier success, until
+/// DEGRADED_LIMIT checks in a row have failed; Failed = permanent or repeated failure.
+fn next_status(
+    old: &DatabaseStatus,
+    outcome: &Outcome,
+    failures: u32,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> DatabaseStatus {
+    let mut s = old.clone();
+    s.last_checked = Some(now.to_string());
+    s.observed_generation = generation;
+    match outcome {
+        Outcome::Connected(p) => {
+            s.phase = Some(DatabasePhase::Connected);
+            s.message = Some("connected".into());
+            s.server_version = Some(p.server_version.clone());
+            s.latency_ms = Some(p.latency.as_millis() as i64);
+            conditions::set(
+                &mut s.conditions,
+                "CredentialsResolved",
+                true,
+                "Resolved",
+                "credentials read",
+                generation,
+                now,
+            );
+            conditions::set(
+                &mut s.conditions,
+                "Ready",
+                true,
+                "Connected",
+                "connected",
+                generation,
+                now,
+            );
+        }
+        Outcome::Failed {
+            reason,
+            message,
+            permanent,
+            credentials_ok,
+        } => {
+            let was_up = matches!(
+                old.phase,
+                Some(DatabasePhase::Connected | DatabasePhase::Degraded)
+            );
+            let degraded = !permanent && was_up && failures < DEGRADED_LIMIT;
+            s.phase = Some(if degraded {
+                DatabasePhase::Degraded
+            } else {
+                DatabasePhase::Failed
+            });
+            s.message = Some(message.clone());
+            s.latency_ms = None;
+            let (ok, cred_reason, cred_msg) = if *credentials_ok {
+                (true, "Resolved", "credentials read")
+            } else {
+                (false, *reason, message.as_str())
+            };
+            conditions::set(
+                &mut s.conditions,
+                "CredentialsResolved",
+                ok,
+                cred_reason,
+                cred_msg,
+                generation,
+                now,
+            );
+            conditions::set(
+                &mut s.conditions,
+                "Ready",
+                false,
+                reason,
+                message,
+                generation,
+                now,
+            );
+        }
+    }
+    s
+}
+
+/// Write when anything but the volatile fields (lastChecked, latencyMs) changed, or when the
+/// last recorded check is older than half the interval (so lastChecked stays truthful).
+fn needs_write(
+    old: &DatabaseStatus,
+    new: &DatabaseStatus,
+    interval: Duration,
+    now: Timestamp,
+) -> bool {
+    let stable = |s: &DatabaseStatus| DatabaseStatus {
+        last_checked: None,
+        latency_ms: None,
+        ..s.clone()
+    };
+    if stable(old) != stable(new) {
+        return true;
+    }
+    let last = old
+        .last_checked
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    match last {
+        Some(t) => now.duration_since(t).as_secs() >= (interval.as_secs() / 2) as i64,
+        None => true,
+    }
+}
+
+/// When to check again: the interval (±10 % jitter) when healthy or permanently failed; while
+/// failing transiently, 5 s doubling per failure, capped at the interval.
+fn next_check(
+    phase: DatabasePhase,
+    failures: u32,
+    outcome: &Outcome,
+    interval: Duration,
+    key: &str,
+) -> Duration {
+    let transient = matches!(
+        outcome,
+        Outcome::Failed {
+            permanent: false,
+            ..
+        }
+    );
+    if transient && phase != DatabasePhase::Connected {
+        let backoff = Duration::from_secs(5u64 << failures.saturating_sub(1).min(10));
+        return backoff.min(interval);
+    }
+    jitter(interval, key)
+}
+
+/// ±10 % of `interval`, varying by object and time so checks of many Databases spread out.
+fn jitter(interval: Duration, key: &str) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    Timestamp::now().as_nanosecond().hash(&mut h);
+    let spread = interval.as_millis() as u64 / 5; // 20 % window
+    let offset = h.finish() % spread.max(1);
+    interval - Duration::from_millis(spread / 2) + Duration::from_millis(offset)
+}
+
+async fn publish_transition(recorder: &Recorder, db: &Database, new: &DatabaseStatus) {
+    let phase = new.phase.unwrap_or(DatabasePhase::Pending);
+    let type_ = if phase == DatabasePhase::Connected {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    let event = Event {
+        type_,
+        reason: format!("{phase:?}"),
+        note: new.message.clone(),
+        action: "CheckConnection".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &db.object_ref(&())).await {
+        tracing::warn!(db.name = %db.name_any(), error = %e, "could not record an Event");
+    }
+}
+
+fn error_policy(db: Arc<Database>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(db.name = %db.name_any(), error = %error, kind = error.metric_label(), "database reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+//! The reconcilers. Each runs as a kube-runtime Controller until its shutdown future resolves.
+
+pub mod conditions;
+pub mod credentials;
+pub mod database;
+
+use futures::{Future, FutureExt};
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+/// Name under which the operator writes (field manager, Event reporter).
+pub const MANAGER: &str = "dbhub-operator";
+
+/// Errors a reconcile can hit that make it retry with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object lacks its namespace (never for namespaced kinds).
+    #[error("object has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// Short label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::NoNamespace => "no_namespace",
+        }
+    }
+}
+
+/// Result with the reconcile error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which namespaces a controller watches: one, or all when `None`.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The namespace to watch; `None` watches every namespace.
+    pub namespace: Option<String>,
+}
+
+impl Scope {
+    /// An API handle for `K` within this scope.
+    pub fn api<K>(&self, client: Client) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(ns) => kube::Api::namespaced(client, ns),
+            None => kube::Api::all(client),
+        }
+    }
+}
+
+/// An Event recorder reporting as the operator.
+pub fn recorder(client: Client) -> Recorder {
+    Recorder::new(
+        client,
+        Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        },
+    )
+}
+
+/// Runs every reconciler until `shutdown` resolves. Returns when all of them have stopped.
+pub async fn run_all(
+    client: Client,
+    scope: Scope,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = shutdown.shared();
+    database::run(client, scope, shutdown).await;
+}

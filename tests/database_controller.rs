@@ -1,0 +1,347 @@
+//! The Database reconciler against the real apiserver, PostgreSQL, MariaDB and a SQLite file.
+
+use std::time::{Duration, Instant};
+
+use dbhub_operator::crd::{Database, DatabasePhase};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use crate::support::kube::TestNamespace;
+use crate::support::operator::{database, secret, start, wait_phase};
+use crate::support::{logs, stack, unique};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pg_spec(secret: &str) -> serde_json::Value {
+    let s = stack();
+    json!({"type": "postgres", "host": s.get("STACK_PG_HOST"), "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
+           "database": s.get("STACK_DB_NAME"), "sslMode": "disable", "credentialsRef": {"name": secret}})
+}
+
+fn mariadb_spec(ty: &str, secret: &str) -> serde_json::Value {
+    let s = stack();
+    json!({"type": ty, "host": s.get("STACK_MARIADB_HOST"), "port": s.get("STACK_MARIADB_PORT").parse::<i32>().unwrap(),
+           "database": s.get("STACK_DB_NAME"), "sslMode": "disable", "credentialsRef": {"name": secret}})
+}
+
+/// The hostile password (raw or percent-encoded) appears in no log line, Event or status.
+async fn assert_no_leak(ns: &TestNamespace) {
+    let pw = stack().hostile_password();
+    let encoded = dbhub_operator::dsn::encode(pw);
+    let events = ns.api::<Event>().list(&Default::default()).await.unwrap();
+    let dbs = ns
+        .api::<Database>()
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let places = [
+        ("logs", logs::text()),
+        ("events", serde_json::to_string(&events.items).unwrap()),
+        ("databases", serde_json::to_string(&dbs.items).unwrap()),
+    ];
+    for (what, text) in places {
+        assert!(!text.contains(pw), "the password leaked into {what}");
+        assert!(
+            !text.contains(&encoded),
+            "the encoded password leaked into {what}"
+        );
+    }
+}
+
+async fn events_for(ns: &TestNamespace, name: &str) -> Vec<Event> {
+    let all = ns.api::<Event>().list(&Default::default()).await.unwrap();
+    all.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+#[tokio::test]
+async fn database_every_engine_connects_with_hostile_password() {
+    let ns = TestNamespace::new("dbconn").await;
+    let _ctl = start(&ns.name).await;
+    let s = stack();
+    secret(
+        &ns.api(),
+        "creds",
+        s.get("STACK_DB_USER"),
+        s.hostile_password(),
+    )
+    .await;
+    let dir = std::env::temp_dir().join(unique("sqlite"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("app.db");
+    {
+        use sqlx::Connection;
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true);
+        sqlx::SqliteConnection::connect_with(&opts)
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+    }
+    let api: Api<Database> = ns.api();
+    database(&api, "pg", pg_spec("creds")).await;
+    database(&api, "my", mariadb_spec("mysql", "creds")).await;
+    database(&api, "maria", mariadb_spec("mariadb", "creds")).await;
+    database(
+        &api,
+        "lite",
+        json!({"type": "sqlite", "database": file.to_str().unwrap()}),
+    )
+    .await;
+
+    for (name, version_has) in [
+        ("pg", "PostgreSQL"),
+        ("my", "MariaDB"),
+        ("maria", "MariaDB"),
+        ("lite", "SQLite 3"),
+    ] {
+        let db = wait_phase(&api, name, DatabasePhase::Connected, WAIT).await;
+        let status = db.status.unwrap();
+        assert!(
+            status
+                .server_version
+                .as_deref()
+                .unwrap_or_default()
+                .contains(version_has),
+            "{name}: {status:?}"
+        );
+        assert!(
+            status.latency_ms.is_some() && status.last_checked.is_some(),
+            "{name}: {status:?}"
+        );
+        assert_eq!(status.observed_generation, db.metadata.generation);
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready condition");
+        assert_eq!(ready.status, "True");
+    }
+    // Events are written asynchronously after the status.
+    let deadline = Instant::now() + WAIT;
+    while events_for(&ns, "pg")
+        .await
+        .iter()
+        .all(|e| e.reason.as_deref() != Some("Connected"))
+    {
+        assert!(Instant::now() < deadline, "no Connected Event for pg");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_no_leak(&ns).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn database_wrong_password_fails_clean_then_recovers_when_secret_is_fixed() {
+    let ns = TestNamespace::new("dbpw").await;
+    let _ctl = start(&ns.name).await;
+    let s = stack();
+    let secrets: Api<Secret> = ns.api();
+    secret(
+        &secrets,
+        "creds",
+        s.get("STACK_DB_USER"),
+        "not-the-password",
+    )
+    .await;
+    let api: Api<Database> = ns.api();
+    database(&api, "pg", pg_spec("creds")).await;
+    let db = wait_phase(&api, "pg", DatabasePhase::Failed, WAIT).await;
+    let status = db.status.unwrap();
+    let msg = status.message.unwrap();
+    assert!(msg.contains("authentication failed"), "{msg}");
+    assert!(!msg.contains("not-the-password"), "{msg}");
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "AuthenticationFailed");
+    let generation = db.metadata.generation;
+
+    // Fix only the Secret: the metadata watch on Secrets re-checks the Database.
+    let fix = json!({"stringData": {"password": s.hostile_password()}});
+    secrets
+        .patch("creds", &PatchParams::default(), &Patch::Merge(&fix))
+        .await
+        .unwrap();
+    let db = wait_phase(&api, "pg", DatabasePhase::Connected, WAIT).await;
+    assert_eq!(
+        db.metadata.generation, generation,
+        "the Database itself was not touched"
+    );
+    assert_no_leak(&ns).await;
+}
+
+#[tokio::test]
+async fn database_unreachable_port_fails_within_connection_timeout() {
+    let ns = TestNamespace::new("dbdown").await;
+    let _ctl = start(&ns.name).await;
+    secret(&ns.api(), "creds", "u", "p").await;
+    let api: Api<Database> = ns.api();
+    let port = crate::support::dbhub::free_port();
+    let started = Instant::now();
+    database(
+        &api,
+        "gone",
+        json!({"type": "postgres", "host": "127.0.0.1", "port": port, "database": "d",
+        "connectionTimeout": 3, "credentialsRef": {"name": "creds"}}),
+    )
+    .await;
+    let db = wait_phase(
+        &api,
+        "gone",
+        DatabasePhase::Failed,
+        Duration::from_secs(3 + 5),
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(db.status.unwrap().message.unwrap().contains("unreachable"));
+}
+
+#[tokio::test]
+async fn database_missing_secret_fails_naming_the_secret() {
+    let ns = TestNamespace::new("dbnosecret").await;
+    let _ctl = start(&ns.name).await;
+    let api: Api<Database> = ns.api();
+    database(&api, "pg", pg_spec("nowhere")).await;
+    let db = wait_phase(&api, "pg", DatabasePhase::Failed, WAIT).await;
+    let status = db.status.unwrap();
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains(&format!("Secret {}/nowhere not found", ns.name)),
+        "{status:?}"
+    );
+    let cond = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "CredentialsResolved")
+        .unwrap();
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "SecretNotFound")
+    );
+
+    // A missing key is named too (never its value).
+    secret(&ns.api(), "nowhere", "u", "p").await;
+    let patch = json!({"spec": {"credentialsRef": {"name": "nowhere", "passwordKey": "pw"}}});
+    api.patch("pg", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let st = api.get("pg").await.unwrap().status.unwrap();
+        if st
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("has no usable key \"pw\"")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{st:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn database_cross_namespace_reference_is_refused_until_annotated() {
+    let ns = TestNamespace::new("dbxns").await;
+    let other = TestNamespace::new("dbxns-secrets").await;
+    let _ctl = start(&ns.name).await;
+    let s = stack();
+    let foreign: Api<Secret> = other.api();
+    secret(
+        &foreign,
+        "shared",
+        s.get("STACK_DB_USER"),
+        s.hostile_password(),
+    )
+    .await;
+    let api: Api<Database> = ns.api();
+    let mut spec = pg_spec("shared");
+    spec["credentialsRef"]["namespace"] = json!(other.name);
+    spec["healthCheckInterval"] = json!(10);
+    database(&api, "pg", spec).await;
+    let db = wait_phase(&api, "pg", DatabasePhase::Failed, WAIT).await;
+    let cond = db
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(cond.reason, "ReferenceNotPermitted");
+
+    let allow = json!({"metadata": {"annotations": {"dbhub.tas.io/allowed-namespaces": format!("x, {}", ns.name)}}});
+    foreign
+        .patch("shared", &PatchParams::default(), &Patch::Merge(&allow))
+        .await
+        .unwrap();
+    // Re-checked on the next health check (10 s ± 10 %).
+    wait_phase(&api, "pg", DatabasePhase::Connected, WAIT).await;
+    assert_no_leak(&ns).await;
+}
+
+#[tokio::test]
+async fn database_steady_state_rechecks_without_writing() {
+    let ns = TestNamespace::new("dbsteady").await;
+    let _ctl = start(&ns.name).await;
+    let s = stack();
+    let secrets: Api<Secret> = ns.api();
+    secret(
+        &secrets,
+        "creds",
+        s.get("STACK_DB_USER"),
+        s.hostile_password(),
+    )
+    .await;
+    let api: Api<Database> = ns.api();
+    database(&api, "pg", pg_spec("creds")).await;
+    let db = wait_phase(&api, "pg", DatabasePhase::Connected, WAIT).await;
+    let rv = db.metadata.resource_version.clone();
+    let checked_before = checks_logged(&ns.name);
+
+    // Two Secret touches = two more reconciles, each a real check, neither a write.
+    for i in 0..2 {
+        let touch = json!({"metadata": {"labels": {"touch": i.to_string()}}});
+        secrets
+            .patch("creds", &PatchParams::default(), &Patch::Merge(&touch))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        while checks_logged(&ns.name) < checked_before + i + 1 {
+            assert!(
+                Instant::now() < deadline,
+                "no re-check after touching the Secret"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        api.get("pg").await.unwrap().metadata.resource_version,
+        rv,
+        "no write while nothing changed"
+    );
+}
+
+/// How many "database checked" log lines the reconciler wrote for namespace `ns`.
+fn checks_logged(ns: &str) -> usize {
+    logs::text()
+        .lines()
+        .filter(|l| {
+            l.contains("database checked") && l.contains(&format!("\"db.namespace\":\"{ns}\""))
+        })
+        .count()
+}

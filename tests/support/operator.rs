@@ -1,0 +1,88 @@
+//! The reconcilers run in the test process, scoped to one test namespace, stopped on drop.
+
+use std::time::{Duration, Instant};
+
+use dbhub_operator::controller::Scope;
+use dbhub_operator::crd::{Database, DatabasePhase};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use tokio_util::sync::CancellationToken;
+
+use super::crds::ensure_installed;
+use super::kube::admin;
+use super::logs;
+
+/// Running reconcilers; cancelled when dropped.
+pub struct Running {
+    token: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+/// Starts every reconciler watching only `namespace`.
+pub async fn start(namespace: &str) -> Running {
+    logs::capture();
+    ensure_installed().await;
+    let token = CancellationToken::new();
+    let scope = Scope {
+        namespace: Some(namespace.to_string()),
+    };
+    tokio::spawn(dbhub_operator::controller::run_all(
+        admin().await,
+        scope,
+        token.clone().cancelled_owned(),
+    ));
+    Running { token }
+}
+
+/// Creates an Opaque Secret with `username`/`password`.
+pub async fn secret(api: &Api<Secret>, name: &str, user: &str, password: &str) {
+    let s: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "stringData": {"username": user, "password": password}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &s)
+        .await
+        .expect("creating a Secret");
+}
+
+/// Creates a Database from a spec.
+pub async fn database(api: &Api<Database>, name: &str, spec: serde_json::Value) -> Database {
+    let db: Database = serde_json::from_value(serde_json::json!({
+        "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &db)
+        .await
+        .expect("creating a Database")
+}
+
+/// Waits until the Database reaches `phase`; panics with its last status otherwise.
+pub async fn wait_phase(
+    api: &Api<Database>,
+    name: &str,
+    phase: DatabasePhase,
+    within: Duration,
+) -> Database {
+    let deadline = Instant::now() + within;
+    loop {
+        let db = api.get(name).await.expect("reading the Database");
+        if db.status.as_ref().and_then(|s| s.phase) == Some(phase) {
+            return db;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{name} did not reach {phase:?} within {within:?}; status: {:?}",
+                db.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
