@@ -143,3 +143,60 @@ async fn serve_with_neo4j_down_reports_not_ready_with_reason() {
     let (ok, _) = server.terminate().await;
     assert!(ok);
 }
+
+/// `aether-dbhub operator` runs the reconcilers alone: a Database in its namespace gets
+/// checked, and SIGTERM stops it cleanly.
+#[tokio::test]
+async fn operator_subcommand_reconciles_alone_and_stops_on_sigterm() {
+    use dbhub_operator::crd::{Database, DatabasePhase};
+    crate::support::crds::ensure_installed().await;
+    let ns = crate::support::kube::TestNamespace::new("opalone").await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
+        .args([
+            "--log-format",
+            "json",
+            "operator",
+            "--watch-namespace",
+            &ns.name,
+        ])
+        .env("KUBECONFIG", stack().get("KUBECONFIG"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting aether-dbhub operator");
+    let dir = std::env::temp_dir().join(unique("opalone"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a.db");
+    std::fs::File::create(&file).unwrap();
+    let api: kube::Api<Database> = ns.api();
+    crate::support::operator::database(
+        &api,
+        "lite",
+        serde_json::json!({"type": "sqlite", "database": file.to_str().unwrap()}),
+    )
+    .await;
+    crate::support::operator::wait_phase(
+        &api,
+        "lite",
+        DatabasePhase::Connected,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exited")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -145,7 +145,7 @@ my_lit() { local v=${1//\\/\\\\}; printf "'%s'" "${v//\'/\\\'}"; }
 start_postgres() {
   local bin port dir sock
   bin=$(pg_bin) || die "PostgreSQL server binaries not found (apt-get install postgresql)"
-  port=$(free_port); dir="$STATE/postgres"; sock="$STATE/sock"
+  port=$(free_port); dir="$DATA/postgres"; sock="$DATA/sock"
   mkdir -p "$dir/data" "$sock"; chmod 777 "$sock"
   echo "stack-admin" >"$dir/pwfile"
   own_dir postgres "$dir"
@@ -164,7 +164,7 @@ start_postgres() {
 
 start_mariadb() {
   local port dir sock
-  port=$(free_port); dir="$STATE/mariadb"; sock="$STATE/sock/mariadb.sock"
+  port=$(free_port); dir="$DATA/mariadb"; sock="$DATA/sock/mariadb.sock"
   mkdir -p "$dir/data"; own_dir mysql "$dir"
   mariadb-install-db --no-defaults --datadir="$dir/data" --user="$( [ "$(id -u)" -eq 0 ] && echo mysql || id -un)" \
     --auth-root-authentication-method=normal --skip-test-db >"$STATE/logs/mariadb-install.log" 2>&1 ||
