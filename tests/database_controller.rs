@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::support::kube::TestNamespace;
-use crate::support::operator::{database, secret, start, wait_phase};
+use crate::support::operator::{app_secret, database, secret, start, wait_phase};
 use crate::support::{logs, stack, unique};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -63,29 +63,12 @@ async fn events_for(ns: &TestNamespace, name: &str) -> Vec<Event> {
 async fn database_every_engine_connects_with_hostile_password() {
     let ns = TestNamespace::new("dbconn").await;
     let _ctl = start(&ns.name).await;
-    let s = stack();
-    secret(
-        &ns.api(),
-        "creds",
-        s.get("STACK_DB_USER"),
-        s.hostile_password(),
-    )
-    .await;
+    app_secret(&ns.api(), "creds").await;
     let dir = std::env::temp_dir().join(unique("sqlite"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("app.db");
-    {
-        use sqlx::Connection;
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&file)
-            .create_if_missing(true);
-        sqlx::SqliteConnection::connect_with(&opts)
-            .await
-            .unwrap()
-            .close()
-            .await
-            .unwrap();
-    }
+    // An empty file is a valid, empty SQLite database.
+    std::fs::File::create(&file).unwrap();
     let api: Api<Database> = ns.api();
     database(&api, "pg", pg_spec("creds")).await;
     database(&api, "my", mariadb_spec("mysql", "creds")).await;
@@ -260,15 +243,8 @@ async fn database_cross_namespace_reference_is_refused_until_annotated() {
     let ns = TestNamespace::new("dbxns").await;
     let other = TestNamespace::new("dbxns-secrets").await;
     let _ctl = start(&ns.name).await;
-    let s = stack();
     let foreign: Api<Secret> = other.api();
-    secret(
-        &foreign,
-        "shared",
-        s.get("STACK_DB_USER"),
-        s.hostile_password(),
-    )
-    .await;
+    app_secret(&foreign, "shared").await;
     let api: Api<Database> = ns.api();
     let mut spec = pg_spec("shared");
     spec["credentialsRef"]["namespace"] = json!(other.name);
@@ -298,15 +274,8 @@ async fn database_cross_namespace_reference_is_refused_until_annotated() {
 async fn database_steady_state_rechecks_without_writing() {
     let ns = TestNamespace::new("dbsteady").await;
     let _ctl = start(&ns.name).await;
-    let s = stack();
     let secrets: Api<Secret> = ns.api();
-    secret(
-        &secrets,
-        "creds",
-        s.get("STACK_DB_USER"),
-        s.hostile_password(),
-    )
-    .await;
+    app_secret(&secrets, "creds").await;
     let api: Api<Database> = ns.api();
     database(&api, "pg", pg_spec("creds")).await;
     let db = wait_phase(&api, "pg", DatabasePhase::Connected, WAIT).await;

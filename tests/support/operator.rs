@@ -52,6 +52,12 @@ pub async fn secret(api: &Api<Secret>, name: &str, user: &str, password: &str) {
         .expect("creating a Secret");
 }
 
+/// Creates Secret `name` holding the stack's test user and its URL-hostile password.
+pub async fn app_secret(api: &Api<Secret>, name: &str) {
+    let s = super::stack();
+    secret(api, name, s.get("STACK_DB_USER"), s.hostile_password()).await;
+}
+
 /// Creates a Database from a spec.
 pub async fn database(api: &Api<Database>, name: &str, spec: serde_json::Value) -> Database {
     let db: Database = serde_json::from_value(serde_json::json!({
