@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::support::kube::TestNamespace;
-use crate::support::operator::{app_secret, database, secret, start, wait_phase};
+use crate::support::operator::{app_secret, assert_no_leak, database, secret, start, wait_phase};
 use crate::support::{logs, stack, unique};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -25,30 +25,6 @@ fn mariadb_spec(ty: &str, secret: &str) -> serde_json::Value {
     let s = stack();
     json!({"type": ty, "host": s.get("STACK_MARIADB_HOST"), "port": s.get("STACK_MARIADB_PORT").parse::<i32>().unwrap(),
            "database": s.get("STACK_DB_NAME"), "sslMode": "disable", "credentialsRef": {"name": secret}})
-}
-
-/// The hostile password (raw or percent-encoded) appears in no log line, Event or status.
-async fn assert_no_leak(ns: &TestNamespace) {
-    let pw = stack().hostile_password();
-    let encoded = dbhub_operator::dsn::encode(pw);
-    let events = ns.api::<Event>().list(&Default::default()).await.unwrap();
-    let dbs = ns
-        .api::<Database>()
-        .list(&Default::default())
-        .await
-        .unwrap();
-    let places = [
-        ("logs", logs::text()),
-        ("events", serde_json::to_string(&events.items).unwrap()),
-        ("databases", serde_json::to_string(&dbs.items).unwrap()),
-    ];
-    for (what, text) in places {
-        assert!(!text.contains(pw), "the password leaked into {what}");
-        assert!(
-            !text.contains(&encoded),
-            "the encoded password leaked into {what}"
-        );
-    }
 }
 
 async fn events_for(ns: &TestNamespace, name: &str) -> Vec<Event> {

@@ -5,5 +5,6 @@ mod support;
 
 mod crds;
 mod database_controller;
+mod dbhubinstance_controller;
 mod serve;
 mod smoke;

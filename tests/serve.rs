@@ -10,6 +10,18 @@ use crate::support::{stack, unique};
 struct Server {
     child: tokio::process::Child,
     base: String,
+    /// stderr, drained continuously so a full pipe can never block the server.
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+fn drain(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
+    let mut pipe = child.stderr.take().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut out = String::new();
+        let _ = pipe.read_to_string(&mut out).await;
+        out
+    })
 }
 
 impl Server {
@@ -29,8 +41,11 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .expect("starting aether-dbhub serve");
+        let mut child = child;
+        let stderr = drain(&mut child);
         let server = Self {
             child,
+            stderr,
             base: format!("http://127.0.0.1:{port}"),
         };
         server.wait_until_listening().await;
@@ -56,18 +71,11 @@ impl Server {
             .status()
             .unwrap();
         assert!(killed.success());
-        let out = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("exited within 15s of SIGTERM")
-            .unwrap();
-        let mut stderr = String::new();
-        use tokio::io::AsyncReadExt;
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .await
+        let out = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+        let _ = self.child.start_kill();
+        let stderr = self.stderr.await.unwrap();
+        let out = out
+            .unwrap_or_else(|_| panic!("no exit within 15s of SIGTERM; stderr:\n{stderr}"))
             .unwrap();
         (out.success(), stderr)
     }

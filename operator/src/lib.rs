@@ -4,5 +4,6 @@
 
 pub mod controller;
 pub mod crd;
+pub mod dbhub_config;
 pub mod dsn;
 pub mod probe;

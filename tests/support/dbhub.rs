@@ -24,13 +24,31 @@ impl DbHub {
     /// waits until `/healthz` answers.
     pub async fn start(config: &Path, env: &BTreeMap<String, String>) -> Self {
         let port = free_port();
-        let log = config.with_extension("log");
+        let args = [
+            "--config",
+            config.to_str().unwrap(),
+            "--transport",
+            "http",
+            "--port",
+            &port.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        Self::spawn(&args, port, &config.with_extension("log"), env).await
+    }
+
+    /// Starts DBHub with exactly `args` (which must make it listen on `port`) and `env`.
+    pub async fn spawn(
+        args: &[String],
+        port: u16,
+        log: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Self {
+        let log = log.to_path_buf();
         let out = std::fs::File::create(&log).expect("creating the DBHub log");
         let mut cmd = tokio::process::Command::new(stack().get("STACK_NODE"));
         cmd.arg(stack().get("STACK_DBHUB_JS"))
-            .arg("--config")
-            .arg(config)
-            .args(["--transport", "http", "--port", &port.to_string()])
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::temp_dir())

@@ -92,3 +92,39 @@ pub async fn wait_phase(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The hostile password (raw or percent-encoded) appears in no log line, Event, or status of a
+/// Database or DBHubInstance in the namespace.
+pub async fn assert_no_leak(ns: &super::kube::TestNamespace) {
+    use dbhub_operator::crd::DBHubInstance;
+    use k8s_openapi::api::events::v1::Event;
+    let pw = super::stack().hostile_password();
+    let encoded = dbhub_operator::dsn::encode(pw);
+    let events = ns.api::<Event>().list(&Default::default()).await.unwrap();
+    let dbs = ns
+        .api::<Database>()
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let hubs = ns
+        .api::<DBHubInstance>()
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let places = [
+        ("logs", logs::text()),
+        ("events", serde_json::to_string(&events.items).unwrap()),
+        ("databases", serde_json::to_string(&dbs.items).unwrap()),
+        (
+            "dbhubinstances",
+            serde_json::to_string(&hubs.items).unwrap(),
+        ),
+    ];
+    for (what, text) in places {
+        assert!(!text.contains(pw), "the password leaked into {what}");
+        assert!(
+            !text.contains(&encoded),
+            "the encoded password leaked into {what}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 pub mod conditions;
 pub mod credentials;
 pub mod database;
+pub mod dbhubinstance;
 
 use futures::{Future, FutureExt};
 use kube::Client;
@@ -20,6 +21,9 @@ pub enum Error {
     /// An object lacks its namespace (never for namespaced kinds).
     #[error("object has no namespace")]
     NoNamespace,
+    /// DBHub's configuration could not be produced.
+    #[error("rendering the DBHub configuration: {0}")]
+    Render(String),
 }
 
 impl Error {
@@ -28,6 +32,7 @@ impl Error {
         match self {
             Self::Kube(_) => "kube",
             Self::NoNamespace => "no_namespace",
+            Self::Render(_) => "render",
         }
     }
 }
@@ -67,12 +72,28 @@ pub fn recorder(client: Client) -> Recorder {
     )
 }
 
-/// Runs every reconciler until `shutdown` resolves. Returns when all of them have stopped.
+/// How long reconcilers get to finish in-flight work after shutdown is signalled.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs every reconciler until `shutdown` resolves. Returns when all of them have stopped, or
+/// SHUTDOWN_GRACE after the signal: kube-runtime 5.0's graceful shutdown never completes when it
+/// is signalled before the controller's store is first ready, so the wait is bounded.
 pub async fn run_all(
     client: Client,
     scope: Scope,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = shutdown.shared();
-    database::run(client, scope, shutdown).await;
+    let controllers = async {
+        tokio::join!(
+            database::run(client.clone(), scope.clone(), shutdown.clone()),
+            dbhubinstance::run(client, scope, shutdown.clone()),
+        )
+    };
+    tokio::select! {
+        _ = controllers => {}
+        () = async { shutdown.clone().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconcilers did not stop in time; abandoning them");
+        }
+    }
 }

@@ -1,0 +1,370 @@
+//! The DBHubInstance reconciler: select Databases, render DBHub's configuration, server-side
+//! apply the owned ConfigMap, Secrets, Deployment and Service, and report status from the
+//! Deployment. Applying identical content is a no-op on the apiserver, and status is written
+//! only when it changed, so a steady cluster sees no writes.
+
+mod objects;
+
+pub use objects::{
+    CONFIG_KEY, HASH_ANNOTATION, TOKEN_KEY, allowed_hosts, config_map_name, dsn_secret_name,
+    endpoint, token_secret_name,
+};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Future, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+
+use super::credentials;
+use super::{Error, MANAGER, Result, Scope, conditions};
+use crate::crd::{DBHubInstance, DBHubInstanceStatus, Database, DatabasePhase, InstancePhase};
+use crate::dbhub_config::{self, Entry};
+use crate::dsn;
+
+/// Shared state of the DBHubInstance controller.
+pub struct Context {
+    client: Client,
+    databases: Store<Database>,
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let instances: Api<DBHubInstance> = scope.api(client.clone());
+    let (db_reader, db_writer) = reflector::store();
+    let db_events = watcher(
+        scope.api::<Database>(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(db_writer)
+    .touched_objects();
+    let secrets = watcher(
+        scope.api::<PartialObjectMeta<Secret>>(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let controller = Controller::new(instances, watcher::Config::default());
+    let inst_store = controller.store();
+    let (by_db, by_secret) = (inst_store.clone(), inst_store);
+    let dbs_for_secrets = db_reader.clone();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        databases: db_reader,
+    });
+    controller
+        .owns(scope.api::<Deployment>(client.clone()), owned.clone())
+        .owns(scope.api::<Service>(client.clone()), owned.clone())
+        .owns(scope.api::<ConfigMap>(client.clone()), owned.clone())
+        .owns(
+            scope.api::<PartialObjectMeta<Secret>>(client.clone()),
+            owned,
+        )
+        .watches_stream(db_events, move |db| selecting(&by_db, &db))
+        .watches_stream(secrets, move |s| {
+            let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
+            let users = dbs_for_secrets.state();
+            users
+                .iter()
+                .filter(|db| credentials::secret_ref(db).is_some_and(|(n, x)| n == ns && x == name))
+                .flat_map(|db| selecting(&by_secret, db))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "dbhubinstance reconcile event");
+            }
+        })
+        .await;
+}
+
+/// The instances (from the controller's cache) in `db`'s namespace whose selector matches it.
+fn selecting(store: &Store<DBHubInstance>, db: &Database) -> Vec<ObjectRef<DBHubInstance>> {
+    store
+        .state()
+        .iter()
+        .filter(|i| i.namespace() == db.namespace() && dbhub_config::selects(&i.spec, db))
+        .map(|i| ObjectRef::from_obj(i.as_ref()))
+        .collect()
+}
+
+/// What goes into the configuration, and what was left out (with why).
+struct Selection {
+    serving: Vec<(Arc<Database>, Entry)>,
+    left_out: Vec<String>,
+}
+
+fn select(ctx: &Context, inst: &DBHubInstance) -> Selection {
+    let mut chosen: Vec<Arc<Database>> = ctx
+        .databases
+        .state()
+        .into_iter()
+        .filter(|db| db.namespace() == inst.namespace() && dbhub_config::selects(&inst.spec, db))
+        .collect();
+    chosen.sort_by_key(|db| db.name_any());
+    let (ready, not): (Vec<_>, Vec<_>) = chosen.into_iter().partition(|db| {
+        matches!(
+            db.status.as_ref().and_then(|s| s.phase),
+            Some(DatabasePhase::Connected | DatabasePhase::Degraded)
+        )
+    });
+    let entries = dbhub_config::entries(
+        ready
+            .iter()
+            .map(|db| db.metadata.name.as_deref().unwrap_or_default()),
+    );
+    let serving = ready
+        .into_iter()
+        .map(|db| {
+            let e = entries
+                .iter()
+                .find(|e| Some(e.name.as_str()) == db.metadata.name.as_deref())
+                .cloned()
+                .unwrap();
+            (db, e)
+        })
+        .collect();
+    let left_out = not
+        .iter()
+        .map(|db| {
+            let phase = db
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or(DatabasePhase::Pending);
+            format!("{} ({phase:?})", db.name_any())
+        })
+        .collect();
+    Selection { serving, left_out }
+}
+
+async fn reconcile(inst: Arc<DBHubInstance>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = inst.namespace().ok_or(Error::NoNamespace)?;
+    let name = inst.name_any();
+    let mut sel = select(&ctx, &inst);
+
+    // DSNs: a Database whose credentials can't be read right now is left out too.
+    let mut dsns = BTreeMap::new();
+    let mut serving = Vec::new();
+    for (db, entry) in sel.serving.drain(..) {
+        let built = match credentials::resolve(&ctx.client, &db).await {
+            Ok(creds) => dsn::build(&db.spec, creds.as_ref()).map_err(|e| e.to_string()),
+            Err(credentials::CredentialsError::Kube(e)) => return Err(Error::Kube(e)),
+            Err(e) => Err(e.to_string()),
+        };
+        match built {
+            Ok(d) => {
+                dsns.insert(entry.env.clone(), d.expose().to_string());
+                serving.push((db, entry));
+            }
+            Err(why) => sel.left_out.push(format!("{} ({why})", db.name_any())),
+        }
+    }
+    let pairs: Vec<(&Database, &Entry)> = serving.iter().map(|(d, e)| (d.as_ref(), e)).collect();
+    let toml =
+        dbhub_config::render(&inst.spec, &pairs).map_err(|e| Error::Render(e.to_string()))?;
+    let hash = dbhub_config::hash(&toml, &dsns);
+    let replicas = if serving.is_empty() {
+        0
+    } else {
+        inst.spec.replicas
+    };
+    let env_names: Vec<String> = serving.iter().map(|(_, e)| e.env.clone()).collect();
+
+    let pp = PatchParams::apply(MANAGER).force();
+    let apply = |kind: &'static str, obj_name: String, value: serde_json::Value| {
+        let client = ctx.client.clone();
+        let (ns, pp) = (ns.clone(), pp.clone());
+        async move {
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(client, &ns, &resource(kind));
+            api.patch(&obj_name, &pp, &Patch::Apply(&value))
+                .await
+                .map(|_| ())
+        }
+    };
+    apply(
+        "ConfigMap",
+        config_map_name(&name),
+        objects::config_map(&inst, &toml),
+    )
+    .await?;
+    apply(
+        "Secret",
+        dsn_secret_name(&name),
+        objects::dsn_secret(&inst, &dsns),
+    )
+    .await?;
+    ensure_token(&ctx.client, &inst, &ns).await?;
+    apply("Service", name.clone(), objects::service(&inst)).await?;
+    apply(
+        "Deployment",
+        name.clone(),
+        objects::deployment(&inst, replicas, &env_names, &hash),
+    )
+    .await?;
+
+    let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    let connected: Vec<String> = serving.iter().map(|(d, _)| d.name_any()).collect();
+    let new = next_status(
+        &inst,
+        deployment.as_ref(),
+        replicas,
+        connected,
+        &sel.left_out,
+    );
+    if inst.status.as_ref().map(without_times) != Some(without_times(&new)) {
+        let patch = serde_json::json!({"apiVersion": "dbhub.tas.io/v1alpha1", "kind": "DBHubInstance", "status": new});
+        Api::<DBHubInstance>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(&name, &pp, &Patch::Apply(&patch))
+            .await?;
+    }
+    tracing::info!(instance.namespace = %ns, instance.name = %name, sources = serving.len(), replicas, "dbhubinstance reconciled");
+    Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+/// The status without condition timestamps, for change detection.
+fn without_times(s: &DBHubInstanceStatus) -> DBHubInstanceStatus {
+    let mut s = s.clone();
+    for c in &mut s.conditions {
+        c.last_transition_time =
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH);
+    }
+    s
+}
+
+fn resource(kind: &str) -> kube::api::ApiResource {
+    let gvk = match kind {
+        "Deployment" => kube::api::GroupVersionKind::gvk("apps", "v1", kind),
+        _ => kube::api::GroupVersionKind::gvk("", "v1", kind),
+    };
+    kube::api::ApiResource::from_gvk(&gvk)
+}
+
+/// Creates `<name>-token` with a random token unless it exists: never re-applied, never rotated.
+async fn ensure_token(client: &Client, inst: &DBHubInstance, ns: &str) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let name = token_secret_name(&inst.name_any());
+    if api.get_metadata_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Render(format!("no randomness: {e}")))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret: Secret =
+        serde_json::from_value(objects::token_secret(inst, &token)).expect("a valid Secret");
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &secret,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()), // created concurrently: keep that one
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn next_status(
+    inst: &DBHubInstance,
+    deployment: Option<&Deployment>,
+    replicas: i32,
+    connected: Vec<String>,
+    left_out: &[String],
+) -> DBHubInstanceStatus {
+    let name = inst.name_any();
+    let ns = inst.namespace().unwrap_or_default();
+    let ds = deployment
+        .and_then(|d| d.status.clone())
+        .unwrap_or_default();
+    let available = ds.available_replicas.unwrap_or(0);
+    let now = Timestamp::now();
+    let generation = inst.metadata.generation;
+    let (phase, reason, message) = if connected.is_empty() {
+        (
+            InstancePhase::Pending,
+            "NoDatabases",
+            "no Connected Database matches the selector; scaled to 0".to_string(),
+        )
+    } else if available >= replicas {
+        (
+            InstancePhase::Running,
+            "Available",
+            format!("{available}/{replicas} pods available"),
+        )
+    } else if available > 0 {
+        (
+            InstancePhase::Degraded,
+            "PartiallyAvailable",
+            format!("{available}/{replicas} pods available"),
+        )
+    } else {
+        (
+            InstancePhase::Pending,
+            "Unavailable",
+            format!("0/{replicas} pods available"),
+        )
+    };
+    let mut s = inst.status.clone().unwrap_or_default();
+    s.phase = Some(phase);
+    s.replicas = ds.replicas.unwrap_or(0);
+    s.available_replicas = available;
+    s.connected_databases = connected;
+    s.endpoint = Some(endpoint(&name, &ns, inst.spec.port));
+    s.selector = Some(objects::selector(&name));
+    s.observed_generation = generation;
+    conditions::set(
+        &mut s.conditions,
+        "Ready",
+        phase == InstancePhase::Running,
+        reason,
+        &message,
+        generation,
+        now,
+    );
+    let (sel_ok, sel_msg) = if left_out.is_empty() {
+        (true, "every selected Database is served".to_string())
+    } else {
+        (false, format!("left out: {}", left_out.join(", ")))
+    };
+    let sel_reason = if sel_ok { "AllServed" } else { "SomeLeftOut" };
+    conditions::set(
+        &mut s.conditions,
+        "DatabasesServed",
+        sel_ok,
+        sel_reason,
+        &sel_msg,
+        generation,
+        now,
+    );
+    s
+}
+
+fn error_policy(inst: Arc<DBHubInstance>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(instance.name = %inst.name_any(), error = %error, kind = error.metric_label(), "dbhubinstance reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}
