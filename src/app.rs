@@ -4,6 +4,10 @@
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Verifier;
 use crate::config::{Cli, Command, OperatorArgs, ServeArgs};
 use crate::http::{AppState, router};
 use crate::storage::Store;
@@ -23,7 +27,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             telemetry::init(cli.log_format, &cli.log)?;
-            tokio::runtime::Runtime::new()?.block_on(serve(args))
+            tokio::runtime::Runtime::new()?.block_on(serve(*args))
+        }
+        Command::Migrate(args) => {
+            telemetry::init(cli.log_format, &cli.log)?;
+            tokio::runtime::Runtime::new()?.block_on(migrate(args))
         }
         Command::Operator(args) => {
             telemetry::init(cli.log_format, &cli.log)?;
@@ -37,14 +45,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("loading the Kubernetes configuration")?;
     let store = Store::connect(&args.neo4j).context("configuring the Neo4j driver")?;
+    let verifier =
+        Arc::new(Verifier::from_args(&args.auth).context("configuring token verification")?);
+    let cache = crate::kube::status_cache(kube.clone(), &args.kube.namespace);
+    let writer = crate::kube::Writer::new(kube.clone(), args.kube.namespace.clone());
+    let app_store_for_migrations = store.clone();
     let app = router(AppState {
         store,
         kube: kube.clone(),
+        verifier,
+        writer,
+        cache,
     });
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let controllers = spawn_controllers(kube, &args.kube, &shutdown);
+    // Migrations run beside the server (readiness fails while Neo4j is unreachable anyway);
+    // one that cannot be applied stops the process.
+    let (migrations, stop) = (app_store_for_migrations, shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(e) = migrate_with_retry(&migrations).await {
+            tracing::error!(error = %e, "graph migrations failed; shutting down");
+            stop.cancel();
+        }
+    });
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -64,6 +89,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     controllers.await.context("the reconcilers panicked")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Applies graph migrations, retrying while Neo4j is not reachable yet (up to a minute); a
+/// changed migration fails at once.
+async fn migrate_with_retry(store: &Store) -> anyhow::Result<()> {
+    for attempt in 1..=30 {
+        match crate::storage::migrate::run(store).await {
+            Ok(_) => return Ok(()),
+            Err(e @ crate::storage::Error::Migration(_)) => return Err(e.into()),
+            Err(e) if attempt < 30 => {
+                tracing::warn!(error = %e, attempt, "graph migrations not applied yet; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("applying graph migrations")),
+        }
+    }
+    unreachable!()
+}
+
+async fn migrate(args: crate::config::MigrateArgs) -> anyhow::Result<()> {
+    let store = Store::connect(&args.neo4j).context("configuring the Neo4j driver")?;
+    let n = crate::storage::migrate::run(&store)
+        .await
+        .context("applying graph migrations")?;
+    tracing::info!(applied = n, "graph migrations done");
     Ok(())
 }
 

@@ -27,11 +27,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the REST API (with health and readiness endpoints).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run only the reconcilers (no REST API).
     Operator(OperatorArgs),
     /// Print the CustomResourceDefinitions (YAML) for Database and DBHubInstance.
     Crds,
+    /// Apply the graph migrations under migrations/ and exit.
+    Migrate(MigrateArgs),
 }
 
 /// Log line formats.
@@ -61,6 +63,40 @@ pub struct ServeArgs {
     /// Kubernetes settings (the cluster itself comes from KUBECONFIG or the in-cluster account).
     #[command(flatten)]
     pub kube: KubeArgs,
+
+    /// Bearer-token verification.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// How bearer tokens are verified. Exactly one key source must be set.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Accepted token issuers, comma-separated (e.g. https://keycloak.example/realms/aether).
+    #[arg(long, env = "AETHER_DBHUB_JWT_ISSUERS", default_value = "")]
+    pub jwt_issuers: String,
+
+    /// Required audience (`aud`); empty: not checked.
+    #[arg(long, env = "AETHER_DBHUB_JWT_AUDIENCE", default_value = "")]
+    pub jwt_audience: String,
+
+    /// JWKS URL of the realm (RS256; keys cached, refreshed on an unknown `kid`).
+    #[arg(long, env = "AETHER_DBHUB_JWT_JWKS_URL", default_value = "")]
+    pub jwt_jwks_url: String,
+
+    /// Path of an RS256 public key in PEM form (instead of a JWKS URL).
+    #[arg(long, env = "AETHER_DBHUB_JWT_RS256_PEM", default_value = "")]
+    pub jwt_rs256_pem: String,
+
+    /// HS256 shared secret (at least 32 bytes), for local use only.
+    #[arg(
+        long,
+        env = "AETHER_DBHUB_JWT_HS256_SECRET",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub jwt_hs256_secret: String,
 }
 
 /// Settings of `operator`.
@@ -69,6 +105,14 @@ pub struct OperatorArgs {
     /// Kubernetes settings.
     #[command(flatten)]
     pub kube: KubeArgs,
+}
+
+/// Settings of `migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Neo4j connection.
+    #[command(flatten)]
+    pub neo4j: Neo4jArgs,
 }
 
 /// Neo4j connection settings.

@@ -1,7 +1,10 @@
 //! The Aether databases service: REST API, storage in Neo4j, and the embedded DBHub operator.
 
 pub mod app;
+pub mod auth;
 pub mod config;
+pub mod error;
 pub mod http;
+pub mod kube;
 pub mod storage;
 pub mod telemetry;

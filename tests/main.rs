@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api;
 mod crds;
 mod database_controller;
 mod dbhubinstance_controller;

@@ -32,6 +32,11 @@ impl Server {
             .args(["--log-format", "json", "serve"])
             .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
             .env("AETHER_DBHUB_NEO4J_URI", neo4j_uri)
+            .env("AETHER_DBHUB_JWT_ISSUERS", "https://issuer.test")
+            .env(
+                "AETHER_DBHUB_JWT_HS256_SECRET",
+                "a-test-secret-that-is-long-enough-0123456789",
+            )
             .env("KUBECONFIG", stack().get("KUBECONFIG"))
             // Its reconcilers watch a namespace of their own, away from other tests' objects.
             .env("AETHER_DBHUB_WATCH_NAMESPACE", unique("serve-scope"))

@@ -1,11 +1,27 @@
 //! The HTTP surface. The only module that uses axum.
 
+mod context;
+mod databases;
 mod health;
 
+use std::sync::Arc;
+
 use axum::Router;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use dbhub_operator::crd::Database;
+use kube::runtime::reflector::Store as Cache;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
+pub use context::{Permission, SpaceContext};
+pub use databases::dto;
+
+use crate::auth::Verifier;
+use crate::error::REQUEST_ID;
 use crate::storage::Store;
 
 /// What every handler can reach.
@@ -15,6 +31,12 @@ pub struct AppState {
     pub store: Store,
     /// The Kubernetes API.
     pub kube: kube::Client,
+    /// Bearer-token verification.
+    pub verifier: Arc<Verifier>,
+    /// Secret + CR writes.
+    pub writer: crate::kube::Writer,
+    /// Watch cache of the service's Database CRs (status without an API call per request).
+    pub cache: Cache<Database>,
 }
 
 /// The whole HTTP application.
@@ -22,8 +44,21 @@ pub fn router(state: AppState) -> Router {
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
         .merge(health::router())
+        .merge(databases::router())
         .with_state(state)
+        .layer(middleware::from_fn(request_id_scope))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// Makes the request id available to error bodies (`request_id`).
+async fn request_id_scope(req: Request, next: Next) -> Response {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|r| r.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    REQUEST_ID.scope(id, next.run(req)).await
 }

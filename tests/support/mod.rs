@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test module uses a different part
 
+pub mod api;
 pub mod crds;
 pub mod dbhub;
 pub mod kube;

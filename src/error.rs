@@ -1,0 +1,177 @@
+//! `ApiError`: the one type that becomes an HTTP error response — RFC 9457
+//! `application/problem+json` that also carries Aether's legacy members (`code`, `message`,
+//! `error`, `details`, `request_id`) so today's frontend keeps working. A 5xx logs its detail
+//! once here and tells the client nothing internal.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+tokio::task_local! {
+    /// The current request's id, set by the request-id middleware for error bodies.
+    pub static REQUEST_ID: String;
+}
+
+/// One invalid input field.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's name as the client sent it.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// Shorthand.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every error an API call can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Invalid input, field by field.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// Malformed request (not tied to one field).
+    #[error("{0}")]
+    BadRequest(String),
+    /// `X-Space-Type` / `X-Space-ID` missing or malformed.
+    #[error("Space context required: send X-Space-Type (personal|organization) and X-Space-ID")]
+    SpaceContextRequired,
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Not found (or not visible to the caller — indistinguishable on purpose).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Conflicts with existing state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency is down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected dependency failure; the detail is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// Result with the API error.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Validation(_) => (
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "Validation failed",
+            ),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Bad request"),
+            Self::SpaceContextRequired => (
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "Space context required",
+            ),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", "Forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT", "Conflict"),
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "Service unavailable",
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "Internal server error",
+            ),
+        }
+    }
+
+    /// The problem document.
+    pub fn body(&self, request_id: Option<&str>) -> Value {
+        let (status, code, title) = self.parts();
+        let detail = self.to_string();
+        let details = match self {
+            Self::Validation(errors) => json!({ "validation_errors": errors }),
+            _ => json!({}),
+        };
+        json!({
+            "type": format!("https://aether.tas.io/problems/{}", code.to_ascii_lowercase().replace('_', "-")),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+            "code": code,
+            "message": detail,
+            "error": detail,
+            "details": details,
+            "request_id": request_id,
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _, _) = self.parts();
+        if let Self::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let id = REQUEST_ID.try_with(Clone::clone).ok();
+        let mut res = (status, axum::Json(self.body(id.as_deref()))).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
+}
+
+impl From<crate::storage::Error> for ApiError {
+    fn from(e: crate::storage::Error) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_problem_lists_fields_and_legacy_members() {
+        let b =
+            ApiError::Validation(vec![FieldError::new("port", "must be 1-65535")]).body(Some("r1"));
+        assert_eq!(b["status"], 400);
+        assert_eq!(b["code"], "VALIDATION_ERROR");
+        assert_eq!(b["details"]["validation_errors"][0]["field"], "port");
+        assert_eq!(b["request_id"], "r1");
+        assert_eq!(b["message"], b["detail"]);
+        assert_eq!(b["error"], b["detail"]);
+    }
+
+    #[test]
+    fn internal_problem_hides_the_detail() {
+        let b = ApiError::Internal("neo4j: secret stuff".into()).body(None);
+        assert_eq!(b["status"], 500);
+        assert!(!b.to_string().contains("secret stuff"));
+    }
+
+    #[test]
+    fn space_context_problem_has_the_text_the_frontend_looks_for() {
+        assert!(
+            ApiError::SpaceContextRequired.body(None)["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Space context required")
+        );
+    }
+}

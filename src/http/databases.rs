@@ -1,0 +1,322 @@
+//! `/api/v1/databases`: register, list, read, edit and remove database connections in a space.
+//! Records live in Neo4j, credentials in a Kubernetes Secret, and each record has a Database CR
+//! the operator checks; status is read from the operator's watch cache.
+
+pub mod dto;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::routing::get;
+use axum::{Json, Router};
+use k8s_openapi::jiff::Timestamp;
+use serde::Deserialize;
+
+use self::dto::{DatabaseInput, DatabaseList, DatabaseRecord, validate};
+use super::AppState;
+use super::context::{Permission, SpaceContext};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::kube::{Owner, cached_status};
+use crate::storage::databases::Record;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/databases", get(list).post(create))
+        .route(
+            "/api/v1/databases/{id}",
+            get(read).put(update).delete(remove),
+        )
+}
+
+/// `?page=1&page_size=20`.
+#[derive(Debug, Deserialize)]
+struct Paging {
+    page: Option<String>,
+    page_size: Option<String>,
+}
+
+fn paging(p: &Paging) -> ApiResult<(i64, i64)> {
+    let mut errs = Vec::new();
+    let parse =
+        |v: &Option<String>, d: i64| v.as_deref().map_or(Some(d), |s| s.trim().parse().ok());
+    let page = parse(&p.page, 1).filter(|n| *n >= 1);
+    let size = parse(&p.page_size, 20).filter(|n| (1..=100).contains(n));
+    if page.is_none() {
+        errs.push(FieldError::new("page", "a whole number from 1"));
+    }
+    if size.is_none() {
+        errs.push(FieldError::new("page_size", "a whole number from 1 to 100"));
+    }
+    match (page, size) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(ApiError::Validation(errs)),
+    }
+}
+
+/// The record with its status from the operator's cache (mirrored onto the graph node).
+async fn with_status(state: &AppState, mut r: Record) -> DatabaseRecord {
+    if let Some((phase, message, checked)) =
+        cached_status(&state.cache, state.writer.namespace(), &r.cr_name)
+        && (phase != r.status || message != r.status_message || checked != r.last_checked)
+    {
+        let scope = crate::storage::databases::Scope {
+            tenant_id: &r.tenant_id,
+            space_id: &r.space_id,
+        };
+        if let Err(e) = state
+            .store
+            .mirror_status(&scope, &r.id, &phase, &message, &checked)
+            .await
+        {
+            tracing::warn!(error = %e, db.id = %r.id, "could not mirror status onto the graph");
+        }
+        (r.status, r.status_message, r.last_checked) = (phase, message, checked);
+    }
+    r.into()
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ctx: SpaceContext,
+    Query(p): Query<Paging>,
+) -> ApiResult<Json<DatabaseList>> {
+    ctx.require(Permission::Read)?;
+    let (page, page_size) = paging(&p)?;
+    let found = state
+        .store
+        .list_databases(&ctx.scope(), (page - 1) * page_size, page_size)
+        .await?;
+    let mut databases = Vec::with_capacity(found.items.len());
+    for r in found.items {
+        databases.push(with_status(&state, r).await);
+    }
+    Ok(Json(DatabaseList {
+        databases,
+        total: found.total,
+        page,
+        page_size,
+    }))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    ctx: SpaceContext,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DatabaseRecord>> {
+    ctx.require(Permission::Read)?;
+    let r = state
+        .store
+        .get_database(&ctx.scope(), &id)
+        .await?
+        .ok_or(ApiError::NotFound("database"))?;
+    Ok(Json(with_status(&state, r).await))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ctx: SpaceContext,
+    body: Result<Json<DatabaseInput>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<DatabaseRecord>)> {
+    ctx.require(Permission::Create)?;
+    let Json(input) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let valid = validate(&input, None).map_err(ApiError::Validation)?;
+    let id = uuid::Uuid::new_v4();
+    let now = Timestamp::now().to_string();
+    let mut record = valid.record;
+    record.id = id.to_string();
+    record.cr_name = format!("db-{}", id.simple());
+    (record.tenant_id, record.space_id, record.owner_id) = (
+        ctx.tenant_id.clone(),
+        ctx.space_id.clone(),
+        ctx.user_id.clone(),
+    );
+    (record.created_at, record.updated_at) = (now.clone(), now);
+    if state
+        .store
+        .name_taken(&ctx.scope(), &record.name, &record.id)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "a database named {:?} already exists in this space",
+            record.name
+        )));
+    }
+    let owner = Owner {
+        database_id: &record.id,
+        space_id: &ctx.space_id,
+        tenant_id: &ctx.tenant_id,
+    };
+    let creds = valid
+        .password
+        .as_deref()
+        .map(|p| (record.username.as_str(), p));
+    state
+        .writer
+        .create(&record.cr_name, &owner, valid.spec, creds)
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "could not register the database with Kubernetes ({})",
+                kube_reason(&e)
+            ))
+        })?;
+    let saved = match state.store.create_database(&record).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Undo the Kubernetes side: no orphan CR or Secret.
+            if let Err(undo) = state.writer.delete(&record.cr_name).await {
+                tracing::error!(error = %undo, cr = %record.cr_name, "could not undo a failed create");
+            }
+            return Err(match e {
+                crate::storage::Error::Conflict(m) => ApiError::Conflict(m),
+                other => other.into(),
+            });
+        }
+    };
+    tracing::info!(db.id = %saved.id, space.id = %ctx.space_id, "database registered");
+    let mut headers = HeaderMap::new();
+    let location = format!("/api/v1/databases/{}", saved.id);
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).expect("ascii"),
+    );
+    Ok((StatusCode::CREATED, headers, Json(saved.into())))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    ctx: SpaceContext,
+    Path(id): Path<String>,
+    body: Result<Json<DatabaseInput>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<DatabaseRecord>> {
+    ctx.require(Permission::Update)?;
+    let Json(input) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let old = state
+        .store
+        .get_database(&ctx.scope(), &id)
+        .await?
+        .ok_or(ApiError::NotFound("database"))?;
+    let valid = validate(&input, Some(&old)).map_err(ApiError::Validation)?;
+    if valid.record.db_type != old.db_type {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "type",
+            "cannot change; register a new database instead",
+        )]));
+    }
+    if valid.record.name != old.name
+        && state
+            .store
+            .name_taken(&ctx.scope(), &valid.record.name, &id)
+            .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "a database named {:?} already exists in this space",
+            valid.record.name
+        )));
+    }
+    let mut record = Record {
+        updated_at: Timestamp::now().to_string(),
+        ..valid.record
+    };
+    (
+        record.id,
+        record.tenant_id,
+        record.space_id,
+        record.owner_id,
+        record.cr_name,
+        record.created_at,
+    ) = (
+        old.id.clone(),
+        old.tenant_id.clone(),
+        old.space_id.clone(),
+        old.owner_id.clone(),
+        old.cr_name.clone(),
+        old.created_at.clone(),
+    );
+    (record.status, record.status_message, record.last_checked) = (
+        old.status.clone(),
+        old.status_message.clone(),
+        old.last_checked.clone(),
+    );
+    let unavailable = |e: crate::kube::Error| {
+        ApiError::Unavailable(format!("could not update Kubernetes ({})", kube_reason(&e)))
+    };
+    if valid.password.is_some() || record.username != old.username {
+        state
+            .writer
+            .update_credentials(&old.cr_name, &record.username, valid.password.as_deref())
+            .await
+            .map_err(unavailable)?;
+    }
+    let mut spec = valid.spec;
+    spec.credentials_ref =
+        (!record.username.is_empty()).then(|| dbhub_operator::crd::CredentialsRef {
+            name: crate::kube::secret_name(&old.cr_name),
+            namespace: None,
+            user_key: "username".into(),
+            password_key: "password".into(),
+        });
+    let spec_changed = (
+        &record.host,
+        record.port,
+        &record.database,
+        &record.ssl_mode,
+        record.readonly,
+        record.max_rows,
+        record.connection_timeout,
+        record.query_timeout,
+        &record.description,
+    ) != (
+        &old.host,
+        old.port,
+        &old.database,
+        &old.ssl_mode,
+        old.readonly,
+        old.max_rows,
+        old.connection_timeout,
+        old.query_timeout,
+        &old.description,
+    );
+    if spec_changed {
+        state
+            .writer
+            .update_spec(&old.cr_name, &spec)
+            .await
+            .map_err(unavailable)?;
+    }
+    let saved = state
+        .store
+        .update_database(&record)
+        .await?
+        .ok_or(ApiError::NotFound("database"))?;
+    Ok(Json(with_status(&state, saved).await))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    ctx: SpaceContext,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ctx.require(Permission::Delete)?;
+    let r = state
+        .store
+        .get_database(&ctx.scope(), &id)
+        .await?
+        .ok_or(ApiError::NotFound("database"))?;
+    state.writer.delete(&r.cr_name).await.map_err(|e| {
+        ApiError::Unavailable(format!(
+            "could not remove the database from Kubernetes ({})",
+            kube_reason(&e)
+        ))
+    })?;
+    state.store.delete_database(&ctx.scope(), &id).await?;
+    tracing::info!(db.id = %id, space.id = %ctx.space_id, "database removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A short, secret-free reason from a Kubernetes error.
+fn kube_reason(e: &crate::kube::Error) -> String {
+    match e {
+        crate::kube::Error::Kube(kube::Error::Api(s)) => format!("{} {}", s.code, s.reason),
+        crate::kube::Error::Kube(_) => "API unreachable".into(),
+    }
+}

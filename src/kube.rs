@@ -1,0 +1,231 @@
+//! Kubernetes writes on behalf of REST calls: the credentials Secret and the Database CR, in
+//! that order, undone in reverse when a later step fails; plus the watch-backed cache the API
+//! reads Database status from (never one API call per request).
+
+use std::collections::BTreeMap;
+
+use dbhub_operator::crd::{Database, DatabaseSpec};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource};
+use serde_json::json;
+
+/// Label: who manages an object.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Label: the Aether space.
+pub const SPACE_LABEL: &str = "aether.tas.io/space-id";
+/// Label: the Aether tenant.
+pub const TENANT_LABEL: &str = "aether.tas.io/tenant-id";
+/// Label: the record id.
+pub const DATABASE_ID_LABEL: &str = "dbhub.tas.io/database-id";
+/// The value of `MANAGED_BY` on what this service creates.
+pub const MANAGER: &str = "aether-dbhub";
+
+/// Errors writing to Kubernetes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API refused or failed.
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Writes Secrets and Database CRs in the service's namespace.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+    namespace: String,
+}
+
+/// Who a record belongs to (for labels).
+pub struct Owner<'a> {
+    /// Record id.
+    pub database_id: &'a str,
+    /// Space.
+    pub space_id: &'a str,
+    /// Tenant.
+    pub tenant_id: &'a str,
+}
+
+fn labels(o: &Owner<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY.into(), MANAGER.into()),
+        (SPACE_LABEL.into(), o.space_id.into()),
+        (TENANT_LABEL.into(), o.tenant_id.into()),
+        (DATABASE_ID_LABEL.into(), o.database_id.into()),
+    ])
+}
+
+/// The Secret name of a CR.
+pub fn secret_name(cr: &str) -> String {
+    format!("{cr}-credentials")
+}
+
+impl Writer {
+    /// A writer for `namespace`.
+    pub fn new(client: Client, namespace: impl Into<String>) -> Self {
+        Self {
+            client,
+            namespace: namespace.into(),
+        }
+    }
+
+    /// The namespace written to.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn crs(&self) -> Api<Database> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Creates Secret `<cr>-credentials` (when credentials are given), then the CR, then makes
+    /// the CR own the Secret. Any failure undoes the earlier steps.
+    pub async fn create(
+        &self,
+        cr: &str,
+        owner: &Owner<'_>,
+        mut spec: DatabaseSpec,
+        creds: Option<(&str, &str)>,
+    ) -> Result<(), Error> {
+        let pp = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        if let Some((user, password)) = creds {
+            let secret: Secret = serde_json::from_value(json!({
+                "metadata": {"name": secret_name(cr), "labels": labels(owner)},
+                "type": "Opaque",
+                "stringData": {"username": user, "password": password},
+            }))
+            .expect("a valid Secret");
+            self.secrets().create(&pp, &secret).await?;
+            spec.credentials_ref = Some(dbhub_operator::crd::CredentialsRef {
+                name: secret_name(cr),
+                namespace: None,
+                user_key: "username".into(),
+                password_key: "password".into(),
+            });
+        }
+        let mut db = Database::new(cr, spec);
+        db.metadata.labels = Some(labels(owner));
+        let created = match self.crs().create(&pp, &db).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.delete_secret(cr).await;
+                return Err(e.into());
+            }
+        };
+        if creds.is_some() {
+            let owner_ref = created
+                .controller_owner_ref(&())
+                .expect("created CRs have a uid");
+            let patch = json!({"metadata": {"ownerReferences": [owner_ref]}});
+            if let Err(e) = self
+                .secrets()
+                .patch(
+                    &secret_name(cr),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                self.delete(cr).await.ok();
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the CR's spec (credentialsRef kept).
+    pub async fn update_spec(&self, cr: &str, spec: &DatabaseSpec) -> Result<(), Error> {
+        let patch = json!({"spec": spec});
+        self.crs()
+            .patch(cr, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    /// Rewrites the credentials (only the Secret is touched).
+    pub async fn update_credentials(
+        &self,
+        cr: &str,
+        user: &str,
+        password: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut data = serde_json::Map::new();
+        data.insert("username".into(), json!(user));
+        if let Some(p) = password {
+            data.insert("password".into(), json!(p));
+        }
+        let patch = json!({"stringData": data});
+        self.secrets()
+            .patch(
+                &secret_name(cr),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the CR and its Secret (no garbage collector is assumed to run).
+    pub async fn delete(&self, cr: &str) -> Result<(), Error> {
+        match self.crs().delete(cr, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.delete_secret(cr).await;
+        Ok(())
+    }
+
+    async fn delete_secret(&self, cr: &str) {
+        match self
+            .secrets()
+            .delete(&secret_name(cr), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                tracing::error!(cr, error = %e, "could not delete a credentials Secret; it is orphaned")
+            }
+        }
+    }
+}
+
+/// Status of a CR from the watch cache: (phase, message, lastChecked).
+pub fn cached_status(
+    cache: &Store<Database>,
+    namespace: &str,
+    cr: &str,
+) -> Option<(String, String, String)> {
+    let db = cache.get(&ObjectRef::new(cr).within(namespace))?;
+    let s = db.status.clone()?;
+    let phase = format!("{:?}", s.phase?);
+    Some((
+        phase,
+        s.message.unwrap_or_default(),
+        s.last_checked.unwrap_or_default(),
+    ))
+}
+
+/// A reflector of the Database CRs in `namespace`, kept current by a background watch (the
+/// API reads status from it instead of calling the apiserver per request).
+pub fn status_cache(client: Client, namespace: &str) -> Store<Database> {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (reader, writer) = reflector::store();
+    let api: Api<Database> = Api::namespaced(client, namespace);
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(stream.for_each(|_| std::future::ready(())));
+    reader
+}

@@ -1,0 +1,116 @@
+//! Graph migrations: `migrations/V<NNNN>__<name>.cypher`, embedded at build time, applied in
+//! order, each recorded as an `(:AetherDbhubMigration {version, name, checksum})` node. An
+//! applied migration whose file changed afterwards stops start-up (checksum mismatch).
+
+use neo4rs::query;
+use sha2::{Digest, Sha256};
+
+use super::{Error, Result, Store};
+
+/// One migration file.
+pub struct Migration {
+    /// Version number (from `V<NNNN>`).
+    pub version: i64,
+    /// Name (after `__`).
+    pub name: &'static str,
+    /// The Cypher text; statements separated by `;` at line ends.
+    pub text: &'static str,
+}
+
+/// Every migration, in order. Add new files here.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "constraints",
+    text: include_str!("../../migrations/V0001__constraints.cypher"),
+}];
+
+const APPLIED: &str =
+    "MATCH (m:AetherDbhubMigration {version: $version}) RETURN m.checksum AS checksum";
+const RECORD: &str = "MERGE (m:AetherDbhubMigration {version: $version}) \
+    ON CREATE SET m.name = $name, m.checksum = $checksum, m.applied_at = datetime()";
+
+impl Migration {
+    /// Hex SHA-256 of the text.
+    pub fn checksum(&self) -> String {
+        Sha256::digest(self.text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The statements, comments removed.
+    pub fn statements(&self) -> Vec<String> {
+        let body: String = self
+            .text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        body.split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// Applies what is missing; returns how many migrations ran.
+pub async fn run(store: &Store) -> Result<usize> {
+    let mut ran = 0;
+    for m in MIGRATIONS {
+        let mut rows = store
+            .graph
+            .execute(query(APPLIED).param("version", m.version))
+            .await?;
+        if let Some(row) = rows.next().await? {
+            let recorded: String = row.get("checksum").map_err(neo4rs::Error::from)?;
+            if recorded != m.checksum() {
+                return Err(Error::Migration(format!(
+                    "migration V{:04}__{} changed after it was applied (checksum differs); add a new migration instead",
+                    m.version, m.name
+                )));
+            }
+            continue;
+        }
+        for statement in m.statements() {
+            match store.graph.run(query(&statement)).await {
+                // Another replica applying the same schema statement at the same moment.
+                Err(e) if e.to_string().contains("EquivalentSchemaRuleAlreadyExists") => {}
+                other => other?,
+            }
+        }
+        let record = query(RECORD)
+            .param("version", m.version)
+            .param("name", m.name)
+            .param("checksum", m.checksum());
+        store.graph.run(record).await?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "graph migration applied"
+        );
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_and_split_into_statements() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1);
+            assert!(!m.statements().is_empty());
+            assert!(m.statements().iter().all(|s| !s.contains("//")));
+        }
+    }
+
+    #[test]
+    fn every_migration_file_is_listed() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let files = std::fs::read_dir(dir).unwrap().count();
+        assert_eq!(files, MIGRATIONS.len());
+    }
+}

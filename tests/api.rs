@@ -1,0 +1,596 @@
+//! The databases REST API against real Neo4j, the real apiserver (RBAC on) and, for status, the
+//! Database reconciler checking the real PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use dbhub_operator::crd::Database;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::PostParams;
+use serde_json::{Value, json};
+
+use crate::support::api::{self, Call, ISSUER, person, personal, serve};
+use crate::support::kube::{TestNamespace, nobody};
+use crate::support::{logs, stack};
+
+fn pg_body(name: &str) -> Value {
+    let s = stack();
+    json!({"name": name, "type": "postgresql", "host": s.get("STACK_PG_HOST"), "port": s.get("STACK_PG_PORT"),
+           "database": s.get("STACK_DB_NAME"), "username": s.get("STACK_DB_USER"), "password": s.hostile_password(),
+           "ssl_mode": "disable", "description": "orders", "labels": {"team": "a"}})
+}
+
+async fn wait_status(call: &Call<'_>, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = call
+            .send("GET", &format!("/api/v1/databases/{id}"), None)
+            .await;
+        assert_eq!(code, 200, "{body}");
+        if body["status"] == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never became {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn api_crud_round_trip_with_cr_secret_and_status() {
+    let ns = TestNamespace::new("apicrud").await;
+    let _ctl = crate::support::operator::start(&ns.name).await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let owner = person(&graph).await;
+    let call = personal(&server, &owner);
+
+    let (code, created) = call
+        .send("POST", "/api/v1/databases", Some(pg_body("orders")))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["type"], "postgres");
+    assert_eq!(created["status"], "Pending");
+    assert_eq!(created["has_password"], true);
+    assert_eq!(
+        (created["space_id"].as_str(), created["tenant_id"].as_str()),
+        (Some(owner.space.as_str()), Some(owner.tenant.as_str()))
+    );
+    assert!(created.get("password").is_none());
+
+    // The CR and its Secret, labelled, the Secret owned by the CR.
+    let cr_name = format!("db-{}", id.replace('-', ""));
+    let cr = ns
+        .api::<Database>()
+        .get(&cr_name)
+        .await
+        .expect("the Database CR");
+    let labels = cr.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "aether-dbhub");
+    assert_eq!(labels["aether.tas.io/space-id"], owner.space);
+    assert_eq!(labels["aether.tas.io/tenant-id"], owner.tenant);
+    assert_eq!(labels["dbhub.tas.io/database-id"], id);
+    let secret = ns
+        .api::<Secret>()
+        .get(&format!("{cr_name}-credentials"))
+        .await
+        .expect("the Secret");
+    let owners = secret.metadata.owner_references.clone().unwrap();
+    assert_eq!(
+        (owners[0].kind.as_str(), owners[0].uid.as_str()),
+        ("Database", cr.metadata.uid.as_deref().unwrap())
+    );
+
+    // The reconciler's verdict shows on the record (and on the graph node).
+    let connected = wait_status(&call, &id, "Connected").await;
+    assert!(connected["last_checked"].is_string());
+
+    // The frontend's edit form echoes the record back without a password: only the CR changes.
+    let mut echo = connected.clone();
+    echo["description"] = json!("orders, primary");
+    echo["status"] = json!("Failed"); // read-only: ignored
+    let secret_rv = secret.metadata.resource_version.clone();
+    let (code, updated) = call
+        .send("PUT", &format!("/api/v1/databases/{id}"), Some(echo))
+        .await;
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(updated["description"], "orders, primary");
+    assert_eq!(updated["status"], "Connected");
+    let secret_after = ns
+        .api::<Secret>()
+        .get(&format!("{cr_name}-credentials"))
+        .await
+        .unwrap();
+    assert_eq!(
+        secret_after.metadata.resource_version, secret_rv,
+        "no password → Secret untouched"
+    );
+    assert_eq!(
+        ns.api::<Database>()
+            .get(&cr_name)
+            .await
+            .unwrap()
+            .spec
+            .description
+            .as_deref(),
+        Some("orders, primary")
+    );
+
+    // A new password only touches the Secret.
+    let generation = ns
+        .api::<Database>()
+        .get(&cr_name)
+        .await
+        .unwrap()
+        .metadata
+        .generation;
+    let (code, _) = call
+        .send(
+            "PUT",
+            &format!("/api/v1/databases/{id}"),
+            Some(json!({"password": "n3w/pass"})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        ns.api::<Database>()
+            .get(&cr_name)
+            .await
+            .unwrap()
+            .metadata
+            .generation,
+        generation
+    );
+    let data = ns
+        .api::<Secret>()
+        .get(&format!("{cr_name}-credentials"))
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(data["password"].0, b"n3w/pass");
+
+    // Listing without paging parameters (as the frontend does).
+    let (code, list) = call.send("GET", "/api/v1/databases", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (
+            list["total"].as_i64(),
+            list["page"].as_i64(),
+            list["page_size"].as_i64()
+        ),
+        (Some(1), Some(1), Some(20))
+    );
+
+    let (code, _) = call
+        .send("DELETE", &format!("/api/v1/databases/{id}"), None)
+        .await;
+    assert_eq!(code, 204);
+    assert!(
+        ns.api::<Database>()
+            .get_opt(&cr_name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        ns.api::<Secret>()
+            .get_opt(&format!("{cr_name}-credentials"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        call.send("GET", &format!("/api/v1/databases/{id}"), None)
+            .await
+            .0,
+        404
+    );
+    assert_no_password_anywhere(&graph, &owner.tenant).await;
+}
+
+async fn assert_no_password_anywhere(graph: &neo4rs::Graph, tenant: &str) {
+    let pw = stack().hostile_password();
+    assert!(!logs::text().contains(pw), "password in the logs");
+    let mut rows = graph
+        .execute(
+            neo4rs::query("MATCH (d:Database {tenant_id: $tenant_id}) RETURN properties(d) AS p")
+                .param("tenant_id", tenant),
+        )
+        .await
+        .unwrap();
+    while let Some(row) = rows.next().await.unwrap() {
+        let p: neo4rs::BoltType = row.get("p").unwrap();
+        assert!(
+            !format!("{p:?}").contains(pw),
+            "password in a graph property"
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_failed_cr_step_leaves_no_secret_and_no_node() {
+    let ns = TestNamespace::new("apiundo").await;
+    // The service's identity may write Secrets here but not Database CRs: the CR step fails.
+    let role: Role = serde_json::from_value(json!({"metadata": {"name": "secrets-only"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "get", "patch", "delete", "list"]}]})).unwrap();
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({"metadata": {"name": "secrets-only"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secrets-only"},
+        "subjects": [{"kind": "User", "name": "stack-nobody"}]})).unwrap();
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    crate::support::crds::ensure_installed().await;
+    let server = serve(&ns.name, nobody().await).await;
+    let graph = api::graph();
+    let owner = person(&graph).await;
+    let call = personal(&server, &owner);
+
+    let (code, body) = call
+        .send("POST", "/api/v1/databases", Some(pg_body("undo")))
+        .await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["code"], "SERVICE_UNAVAILABLE");
+    assert!(
+        ns.api::<Secret>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|s| !s
+                .metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .ends_with("-credentials")),
+        "orphan Secret"
+    );
+    assert!(
+        ns.api::<Database>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let (_, list) = call.send("GET", "/api/v1/databases", None).await;
+    assert_eq!(list["total"], 0, "no graph node");
+}
+
+#[tokio::test]
+async fn api_refuses_bad_tokens_with_401() {
+    let ns = TestNamespace::new("apiauth").await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let p = person(&graph).await;
+    let rsa_token = {
+        let dir = std::env::temp_dir().join(crate::support::unique("rsa"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k.pem");
+        assert!(
+            std::process::Command::new("openssl")
+                .args(["genrsa", "-out"])
+                .arg(&key)
+                .arg("2048")
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+        let pem = std::fs::read(&key).unwrap();
+        let claims = json!({"sub": p.sub, "iss": ISSUER, "exp": jsonwebtoken::get_current_timestamp() + 3600});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+        )
+        .unwrap()
+    };
+    let b64 = |v: Value| {
+        use std::fmt::Write;
+        let raw = v.to_string();
+        // base64url without padding, by hand (no extra dependency for one test).
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in raw.as_bytes().chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                let _ = out.write_char(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    };
+    let none_token = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        b64(
+            json!({"sub": p.sub, "iss": ISSUER, "exp": jsonwebtoken::get_current_timestamp() + 3600})
+        )
+    );
+    let cases = [
+        ("no token", None),
+        ("garbage", Some("not.a.jwt".to_string())),
+        ("expired", Some(api::token_with(&p.sub, ISSUER, -600))),
+        (
+            "wrong issuer",
+            Some(api::token_with(&p.sub, "https://evil.example", 3600)),
+        ),
+        ("alg none", Some(none_token)),
+        ("RS256 to an HS256 config", Some(rsa_token)),
+    ];
+    for (what, token) in cases {
+        let mut req = reqwest::Client::new()
+            .get(format!("{}/api/v1/databases", server.base))
+            .header("x-space-type", "personal")
+            .header("x-space-id", &p.space);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 401, "{what}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{what}"
+        );
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "UNAUTHORIZED", "{what}");
+    }
+    // And the valid one passes.
+    assert_eq!(
+        personal(&server, &p)
+            .send("GET", "/api/v1/databases", None)
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn api_space_context_is_required_and_resolved() {
+    let ns = TestNamespace::new("apispace").await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let (a, b) = (person(&graph).await, person(&graph).await);
+    let res = reqwest::Client::new()
+        .get(format!("{}/api/v1/databases", server.base))
+        .bearer_auth(api::token(&a.sub))
+        .header("x-request-id", "rid-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body.to_string().contains("Space context required"),
+        "{body}"
+    );
+    assert_eq!(body["request_id"], "rid-7");
+    // Someone else's personal space: 403; an unknown organization space: 404.
+    let other = Call {
+        api: &server,
+        token: api::token(&a.sub),
+        space_type: "personal",
+        space_id: b.space.clone(),
+    };
+    assert_eq!(other.send("GET", "/api/v1/databases", None).await.0, 403);
+    let unknown = Call {
+        api: &server,
+        token: api::token(&a.sub),
+        space_type: "organization",
+        space_id: "nope".into(),
+    };
+    assert_eq!(unknown.send("GET", "/api/v1/databases", None).await.0, 404);
+}
+
+#[tokio::test]
+async fn api_isolation_and_roles() {
+    let ns = TestNamespace::new("apiiso").await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let (owner, viewer, member, admin, stranger) = (
+        person(&graph).await,
+        person(&graph).await,
+        person(&graph).await,
+        person(&graph).await,
+        person(&graph).await,
+    );
+    let (space, _) = api::org_space(
+        &graph,
+        &[
+            (&owner, "owner"),
+            (&viewer, "viewer"),
+            (&member, "member"),
+            (&admin, "admin"),
+        ],
+    )
+    .await;
+    let in_org = |p: &api::Person| Call {
+        api: &server,
+        token: api::token(&p.sub),
+        space_type: "organization",
+        space_id: space.clone(),
+    };
+    let sqlite = |name: &str| json!({"name": name, "type": "sqlite", "path": "/tmp/none.db"});
+
+    let (code, created) = in_org(&owner)
+        .send("POST", "/api/v1/databases", Some(sqlite("shared")))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let one = format!("/api/v1/databases/{id}");
+
+    // Another tenant sees nothing: 404 on every route, never 403.
+    let outsider = personal(&server, &stranger);
+    for (m, body) in [
+        ("GET", None),
+        ("PUT", Some(json!({"description": "x"}))),
+        ("DELETE", None),
+    ] {
+        assert_eq!(outsider.send(m, &one, body).await.0, 404, "{m}");
+    }
+    assert_eq!(
+        outsider.send("GET", "/api/v1/databases", None).await.1["total"],
+        0
+    );
+
+    // Roles: viewer reads only; member creates and updates but does not delete; admin deletes.
+    let v = in_org(&viewer);
+    assert_eq!(v.send("GET", &one, None).await.0, 200);
+    assert_eq!(
+        v.send("POST", "/api/v1/databases", Some(sqlite("v")))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        v.send("PUT", &one, Some(json!({"description": "v"})))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(v.send("DELETE", &one, None).await.0, 403);
+    let m = in_org(&member);
+    assert_eq!(
+        m.send("POST", "/api/v1/databases", Some(sqlite("m")))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        m.send("PUT", &one, Some(json!({"description": "m"})))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(m.send("DELETE", &one, None).await.0, 403);
+    assert_eq!(in_org(&admin).send("DELETE", &one, None).await.0, 204);
+}
+
+#[tokio::test]
+async fn api_invalid_bodies_are_400_naming_the_field_and_write_nothing() {
+    let ns = TestNamespace::new("apibad").await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let p = person(&graph).await;
+    let call = personal(&server, &p);
+    let with = |patch: Value| {
+        let mut b = pg_body("bad");
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                b.as_object_mut().unwrap().remove(k);
+            } else {
+                b[k] = v.clone();
+            }
+        }
+        b
+    };
+    let cases = [
+        (with(json!({"name": null})), "name"),
+        (with(json!({"name": "  "})), "name"),
+        (with(json!({"type": "neo4j"})), "type"),
+        (with(json!({"type": "redis"})), "type"),
+        (with(json!({"host": null})), "host"),
+        (with(json!({"host": "a b"})), "host"),
+        (with(json!({"port": 0})), "port"),
+        (with(json!({"port": 70000})), "port"),
+        (with(json!({"port": "abc"})), "port"),
+        (with(json!({"type": "mysql", "database": null})), "database"),
+        (with(json!({"database": "a/b"})), "database"),
+        (with(json!({"username": null})), "username"),
+        (with(json!({"password": null})), "password"),
+        (with(json!({"ssl_mode": "sometimes"})), "ssl_mode"),
+        (
+            with(json!({"type": "mysql", "ssl_mode": "verify-full"})),
+            "ssl_mode",
+        ),
+        (with(json!({"max_rows": 0})), "max_rows"),
+        (
+            with(json!({"connection_timeout": 301})),
+            "connection_timeout",
+        ),
+        (with(json!({"query_timeout": 0})), "query_timeout"),
+        (
+            json!({"name": "lite", "type": "sqlite", "path": "relative.db"}),
+            "path",
+        ),
+    ];
+    assert!(cases.len() >= 15);
+    for (body, field) in cases {
+        let (code, problem) = call
+            .send("POST", "/api/v1/databases", Some(body.clone()))
+            .await;
+        assert_eq!(code, 400, "{body} → {problem}");
+        let fields: Vec<&str> = problem["details"]["validation_errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields.contains(&field),
+            "{body}: expected {field} in {fields:?}"
+        );
+        assert!(
+            !problem.to_string().contains(stack().hostile_password()),
+            "the password echoed back"
+        );
+    }
+    let (code, problem) = call
+        .send(
+            "POST",
+            "/api/v1/databases",
+            Some(with(json!({"type": "mongodb"}))),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        problem.to_string().contains("supported are postgres"),
+        "{problem}"
+    );
+    assert_eq!(
+        call.send("GET", "/api/v1/databases?page=0", None).await.0,
+        400
+    );
+    assert_eq!(
+        call.send("GET", "/api/v1/databases?page_size=101", None)
+            .await
+            .0,
+        400
+    );
+    assert!(
+        ns.api::<Database>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no CR written"
+    );
+    assert!(
+        ns.api::<Secret>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no Secret written"
+    );
+    assert_eq!(
+        call.send("GET", "/api/v1/databases", None).await.1["total"],
+        0,
+        "no node written"
+    );
+}

@@ -1,0 +1,204 @@
+//! The REST API served in-process against the real stack (Neo4j, apiserver), with HS256 tokens
+//! minted for users seeded into the graph.
+
+use std::sync::Arc;
+
+use aether_dbhub::auth::Verifier;
+use aether_dbhub::config::AuthArgs;
+use aether_dbhub::http::{AppState, router};
+use aether_dbhub::storage::Store;
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+use super::{stack, unique};
+
+/// Issuer the test verifier accepts.
+pub const ISSUER: &str = "https://keycloak.test/realms/aether";
+/// HS256 secret of the test verifier.
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// A running API.
+pub struct ApiServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A Neo4j store for the stack, migrations applied.
+pub async fn store() -> Store {
+    let args = aether_dbhub::config::Neo4jArgs {
+        uri: stack().get("NEO4J_URI").into(),
+        user: "neo4j".into(),
+        password: String::new(),
+    };
+    let store = Store::connect(&args).unwrap();
+    static MIGRATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    MIGRATED
+        .get_or_init(|| async {
+            aether_dbhub::storage::migrate::run(&store)
+                .await
+                .map(|_| ())
+                .expect("migrations")
+        })
+        .await;
+    store
+}
+
+/// Serves the API writing CRs/Secrets into `namespace` with `kube` (whose rights the test picks).
+pub async fn serve(namespace: &str, kube: kube::Client) -> ApiServer {
+    let auth = AuthArgs {
+        jwt_issuers: ISSUER.into(),
+        jwt_audience: String::new(),
+        jwt_jwks_url: String::new(),
+        jwt_rs256_pem: String::new(),
+        jwt_hs256_secret: SECRET.into(),
+    };
+    let state = AppState {
+        store: store().await,
+        kube: kube.clone(),
+        verifier: Arc::new(Verifier::from_args(&auth).unwrap()),
+        writer: aether_dbhub::kube::Writer::new(kube.clone(), namespace),
+        cache: aether_dbhub::kube::status_cache(kube, namespace),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router(state)).await.unwrap();
+    });
+    ApiServer { base, task }
+}
+
+/// An HS256 token for `sub`, valid for an hour unless `exp_offset` says otherwise.
+pub fn token_with(sub: &str, iss: &str, exp_offset: i64) -> String {
+    let exp = jsonwebtoken::get_current_timestamp() as i64 + exp_offset;
+    let claims = json!({"sub": sub, "iss": iss, "exp": exp, "iat": exp - 3600});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A valid token for `sub`.
+pub fn token(sub: &str) -> String {
+    token_with(sub, ISSUER, 3600)
+}
+
+/// A user with a personal space, plus (optionally) roles in an organization space.
+pub struct Person {
+    /// Keycloak subject (the token's `sub`).
+    pub sub: String,
+    /// Aether user id.
+    pub id: String,
+    /// Personal space id.
+    pub space: String,
+    /// Personal tenant id.
+    pub tenant: String,
+}
+
+/// Seeds `(:User)` with a personal space and tenant.
+pub async fn person(store_graph: &neo4rs::Graph) -> Person {
+    let p = Person {
+        sub: unique("kc"),
+        id: unique("user"),
+        space: unique("space"),
+        tenant: unique("tenant"),
+    };
+    store_graph
+        .run(
+            neo4rs::query(
+                "CREATE (:User {id: $id, keycloak_id: $sub, personal_space_id: $space, personal_tenant_id: $tenant}) \
+                 CREATE (:Space {id: $space, tenant_id: $tenant, owner_id: $id, owner_type: 'user'})",
+            )
+            .param("id", p.id.as_str())
+            .param("sub", p.sub.as_str())
+            .param("space", p.space.as_str())
+            .param("tenant", p.tenant.as_str()),
+        )
+        .await
+        .unwrap();
+    p
+}
+
+/// Seeds an organization space (new tenant) where each `(person, role)` is a member.
+pub async fn org_space(graph: &neo4rs::Graph, members: &[(&Person, &str)]) -> (String, String) {
+    let (space, tenant) = (unique("orgspace"), unique("orgtenant"));
+    graph
+        .run(
+            neo4rs::query("CREATE (:Space {id: $space, tenant_id: $tenant, owner_id: 'org', owner_type: 'organization'})")
+                .param("space", space.as_str())
+                .param("tenant", tenant.as_str()),
+        )
+        .await
+        .unwrap();
+    for (p, role) in members {
+        graph
+            .run(
+                neo4rs::query("MATCH (u:User {id: $id}), (s:Space {id: $space}) CREATE (u)-[:MEMBER_OF {role: $role}]->(s)")
+                    .param("id", p.id.as_str())
+                    .param("space", space.as_str())
+                    .param("role", *role),
+            )
+            .await
+            .unwrap();
+    }
+    (space, tenant)
+}
+
+/// A raw Neo4j handle for seeding and inspecting.
+pub fn graph() -> neo4rs::Graph {
+    let config = neo4rs::ConfigBuilder::default()
+        .uri(stack().get("NEO4J_URI"))
+        .user("neo4j")
+        .password("x")
+        .build()
+        .unwrap();
+    neo4rs::Graph::connect(config).unwrap()
+}
+
+/// A client call in a space.
+pub struct Call<'a> {
+    /// The server.
+    pub api: &'a ApiServer,
+    /// Bearer token.
+    pub token: String,
+    /// personal|organization.
+    pub space_type: &'a str,
+    /// Space id.
+    pub space_id: String,
+}
+
+impl Call<'_> {
+    /// Sends `method path` with an optional JSON body; returns (status, JSON body or Null).
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{}{path}", self.api.base))
+            .bearer_auth(&self.token)
+            .header("x-space-type", self.space_type)
+            .header("x-space-id", &self.space_id);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// The call `p` makes in their personal space.
+pub fn personal<'a>(api: &'a ApiServer, p: &Person) -> Call<'a> {
+    Call {
+        api,
+        token: token(&p.sub),
+        space_type: "personal",
+        space_id: p.space.clone(),
+    }
+}
