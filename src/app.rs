@@ -50,12 +50,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cache = crate::kube::status_cache(kube.clone(), &args.kube.namespace);
     let writer = crate::kube::Writer::new(kube.clone(), args.kube.namespace.clone());
     let app_store_for_migrations = store.clone();
+    let guard = crate::hostguard::HostGuard::new(
+        args.host_allow_cidrs.0.clone(),
+        args.host_deny_cidrs.0.clone(),
+    );
     let app = router(AppState {
         store,
         kube: kube.clone(),
         verifier,
         writer,
         cache,
+        guard: Arc::new(guard),
     });
 
     let shutdown = CancellationToken::new();

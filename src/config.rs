@@ -67,6 +67,24 @@ pub struct ServeArgs {
     /// Bearer-token verification.
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    /// CIDRs user-supplied database hosts may resolve into even when otherwise refused
+    /// (loopback, link-local, deny list), comma-separated. E.g. 127.0.0.0/8 for local work.
+    #[arg(long, env = "AETHER_DBHUB_HOST_ALLOW_CIDRS", default_value = "", value_parser = parse_cidrs)]
+    pub host_allow_cidrs: CidrList,
+
+    /// CIDRs user-supplied database hosts must not resolve into (besides loopback, link-local,
+    /// unspecified and multicast, which are always refused), comma-separated.
+    #[arg(long, env = "AETHER_DBHUB_HOST_DENY_CIDRS", default_value = "", value_parser = parse_cidrs)]
+    pub host_deny_cidrs: CidrList,
+}
+
+/// A parsed CIDR list (a newtype so clap treats it as one value).
+#[derive(Debug, Clone, Default)]
+pub struct CidrList(pub Vec<crate::hostguard::Cidr>);
+
+fn parse_cidrs(s: &str) -> Result<CidrList, String> {
+    crate::hostguard::parse_list(s).map(CidrList)
 }
 
 /// How bearer tokens are verified. Exactly one key source must be set.

@@ -4,6 +4,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod hostguard;
 pub mod http;
 pub mod kube;
 pub mod storage;

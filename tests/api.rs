@@ -594,3 +594,149 @@ async fn api_invalid_bodies_are_400_naming_the_field_and_write_nothing() {
         "no node written"
     );
 }
+
+#[tokio::test]
+async fn api_test_endpoint_takes_the_frontend_body_and_saves_nothing() {
+    let ns = TestNamespace::new("apitest").await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let p = person(&graph).await;
+    let call = personal(&server, &p);
+    let s = stack();
+    let body = |ty: &str, port: &str, password: &str| {
+        json!({"databaseType": ty, "host": "127.0.0.1", "port": port, "database": s.get("STACK_DB_NAME"),
+               "username": s.get("STACK_DB_USER"), "password": password, "sslMode": "disable"})
+    };
+    let (code, ok) = call
+        .send(
+            "POST",
+            "/api/v1/databases/test",
+            Some(body(
+                "postgresql",
+                s.get("STACK_PG_PORT"),
+                s.hostile_password(),
+            )),
+        )
+        .await;
+    assert_eq!(code, 200, "{ok}");
+    assert_eq!(ok["status"], "connected", "{ok}");
+    assert!(ok["latency_ms"].is_number());
+    let (_, maria) = call
+        .send(
+            "POST",
+            "/api/v1/databases/test",
+            Some(body(
+                "mariadb",
+                s.get("STACK_MARIADB_PORT"),
+                s.hostile_password(),
+            )),
+        )
+        .await;
+    assert_eq!(maria["status"], "connected", "{maria}");
+    let (code, bad) = call
+        .send(
+            "POST",
+            "/api/v1/databases/test",
+            Some(body("postgresql", s.get("STACK_PG_PORT"), "wrong-Pa55")),
+        )
+        .await;
+    assert_eq!(code, 200, "a failed connection is a 200 with status failed");
+    assert_eq!(bad["status"], "failed");
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed"),
+        "{bad}"
+    );
+    assert!(!bad.to_string().contains("wrong-Pa55"));
+    assert_eq!(
+        call.send("GET", "/api/v1/databases", None).await.1["total"],
+        0,
+        "nothing saved"
+    );
+    assert!(
+        ns.api::<Database>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn api_saved_test_rechecks_now_and_updates_the_record() {
+    let ns = TestNamespace::new("apirecheck").await;
+    crate::support::crds::ensure_installed().await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let p = person(&graph).await;
+    let call = personal(&server, &p);
+    let (code, created) = call
+        .send("POST", "/api/v1/databases", Some(pg_body("recheck")))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    // No reconciler runs in this test: the status can only come from the re-check.
+    let (code, res) = call
+        .send("POST", &format!("/api/v1/databases/{id}/test"), None)
+        .await;
+    assert_eq!(code, 200, "{res}");
+    assert_eq!(res["status"], "connected", "{res}");
+    let (_, rec) = call
+        .send("GET", &format!("/api/v1/databases/{id}"), None)
+        .await;
+    assert_eq!(rec["status"], "Connected", "{rec}");
+    assert!(rec["last_checked"].is_string());
+}
+
+#[tokio::test]
+async fn api_host_guard_refuses_internal_and_unknown_hosts_alike() {
+    let ns = TestNamespace::new("apiguard").await;
+    crate::support::crds::ensure_installed().await;
+    let server = api::serve_with_guard(&ns.name, ns.client.clone(), Default::default()).await;
+    let graph = api::graph();
+    let p = person(&graph).await;
+    let call = personal(&server, &p);
+    let mut messages = Vec::new();
+    for host in [
+        "127.0.0.1",
+        "localhost",
+        "169.254.169.254",
+        "no-such-host.invalid",
+    ] {
+        let mut body = pg_body(host);
+        body["host"] = json!(host);
+        let (code, problem) = call
+            .send("POST", "/api/v1/databases", Some(body.clone()))
+            .await;
+        assert_eq!(code, 400, "{host}: {problem}");
+        let err = &problem["details"]["validation_errors"][0];
+        assert_eq!(err["field"], "host", "{problem}");
+        messages.push(err["message"].clone());
+        let test = json!({"databaseType": "postgresql", "host": host, "port": 5432, "database": "d",
+                          "username": "u", "password": "p"});
+        assert_eq!(
+            call.send("POST", "/api/v1/databases/test", Some(test))
+                .await
+                .0,
+            400,
+            "{host}"
+        );
+    }
+    messages.dedup();
+    assert_eq!(
+        messages.len(),
+        1,
+        "refused and unresolvable hosts must look the same: {messages:?}"
+    );
+    assert!(
+        ns.api::<Secret>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}

@@ -2,11 +2,12 @@
 //! Records live in Neo4j, credentials in a Kubernetes Secret, and each record has a Database CR
 //! the operator checks; status is read from the operator's watch cache.
 
+mod check;
 pub mod dto;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
@@ -21,10 +22,12 @@ use crate::storage::databases::Record;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/databases", get(list).post(create))
+        .route("/api/v1/databases/test", post(check::test_unsaved))
         .route(
             "/api/v1/databases/{id}",
             get(read).put(update).delete(remove),
         )
+        .route("/api/v1/databases/{id}/test", post(check::test_saved))
 }
 
 /// `?page=1&page_size=20`.
@@ -119,6 +122,7 @@ async fn create(
     ctx.require(Permission::Create)?;
     let Json(input) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let valid = validate(&input, None).map_err(ApiError::Validation)?;
+    guard_host(&state, &valid.record).await?;
     let id = uuid::Uuid::new_v4();
     let now = Timestamp::now().to_string();
     let mut record = valid.record;
@@ -196,6 +200,9 @@ async fn update(
         .await?
         .ok_or(ApiError::NotFound("database"))?;
     let valid = validate(&input, Some(&old)).map_err(ApiError::Validation)?;
+    if (&valid.record.host, valid.record.port) != (&old.host, old.port) {
+        guard_host(&state, &valid.record).await?;
+    }
     if valid.record.db_type != old.db_type {
         return Err(ApiError::Validation(vec![FieldError::new(
             "type",
@@ -311,6 +318,19 @@ async fn remove(
     state.store.delete_database(&ctx.scope(), &id).await?;
     tracing::info!(db.id = %id, space.id = %ctx.space_id, "database removed");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refuses hosts inside the service's own network (same answer as for unresolvable ones).
+async fn guard_host(state: &AppState, r: &Record) -> ApiResult<()> {
+    if r.db_type == "sqlite" {
+        return Ok(());
+    }
+    let port = u16::try_from(r.port).unwrap_or_default();
+    state
+        .guard
+        .check(&r.host, port)
+        .await
+        .map_err(|m| ApiError::Validation(vec![FieldError::new("host", m)]))
 }
 
 /// A short, secret-free reason from a Kubernetes error.

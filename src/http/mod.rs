@@ -37,6 +37,8 @@ pub struct AppState {
     pub writer: crate::kube::Writer,
     /// Watch cache of the service's Database CRs (status without an API call per request).
     pub cache: Cache<Database>,
+    /// Refuses database hosts inside the service's own network.
+    pub guard: Arc<crate::hostguard::HostGuard>,
 }
 
 /// The whole HTTP application.

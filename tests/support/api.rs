@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aether_dbhub::auth::Verifier;
 use aether_dbhub::config::AuthArgs;
+use aether_dbhub::hostguard::{HostGuard, parse_list};
 use aether_dbhub::http::{AppState, router};
 use aether_dbhub::storage::Store;
 use jsonwebtoken::{EncodingKey, Header, encode};
@@ -50,8 +51,19 @@ pub async fn store() -> Store {
     store
 }
 
-/// Serves the API writing CRs/Secrets into `namespace` with `kube` (whose rights the test picks).
+/// Serves the API writing CRs/Secrets into `namespace` with `kube` (whose rights the test
+/// picks); the host guard allows loopback (where the stack's databases listen).
 pub async fn serve(namespace: &str, kube: kube::Client) -> ApiServer {
+    serve_with_guard(
+        namespace,
+        kube,
+        HostGuard::new(parse_list("127.0.0.0/8").unwrap(), Vec::new()),
+    )
+    .await
+}
+
+/// As [`serve`], with the given host guard.
+pub async fn serve_with_guard(namespace: &str, kube: kube::Client, guard: HostGuard) -> ApiServer {
     let auth = AuthArgs {
         jwt_issuers: ISSUER.into(),
         jwt_audience: String::new(),
@@ -65,6 +77,7 @@ pub async fn serve(namespace: &str, kube: kube::Client) -> ApiServer {
         verifier: Arc::new(Verifier::from_args(&auth).unwrap()),
         writer: aether_dbhub::kube::Writer::new(kube.clone(), namespace),
         cache: aether_dbhub::kube::status_cache(kube, namespace),
+        guard: Arc::new(guard),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
