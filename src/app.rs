@@ -18,6 +18,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Both rustls providers get compiled in (neo4rs and kube pull different ones); pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
+        Command::Openapi => {
+            print!("{}", crate::http::openapi::json());
+            Ok(())
+        }
         Command::Crds => {
             print!(
                 "{}",

@@ -32,6 +32,8 @@ pub enum Command {
     Operator(OperatorArgs),
     /// Print the CustomResourceDefinitions (YAML) for Database and DBHubInstance.
     Crds,
+    /// Print the OpenAPI 3.1 document of the REST API (JSON).
+    Openapi,
     /// Apply the graph migrations under migrations/ and exit.
     Migrate(MigrateArgs),
 }

@@ -14,7 +14,7 @@ tokio::task_local! {
 }
 
 /// One invalid input field.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's name as the client sent it.
     pub field: String,
@@ -30,6 +30,31 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// The error document (RFC 9457 plus Aether's legacy members), for the OpenAPI description.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Problem type URI.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong.
+    pub detail: String,
+    /// VALIDATION_ERROR, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, SERVICE_UNAVAILABLE, …
+    pub code: String,
+    /// Same as detail (legacy).
+    pub message: String,
+    /// Same as detail (legacy).
+    pub error: String,
+    /// `validation_errors: [{field, message}]` for validation problems.
+    #[schema(value_type = Object)]
+    pub details: Value,
+    /// The request's X-Request-ID.
+    pub request_id: Option<String>,
 }
 
 /// Every error an API call can end in.

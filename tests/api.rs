@@ -740,3 +740,25 @@ async fn api_host_guard_refuses_internal_and_unknown_hosts_alike() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn api_serves_its_openapi_document_and_docs_page() {
+    let ns = TestNamespace::new("apidoc").await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let doc = reqwest::get(format!("{}/api/v1/openapi.json", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(doc, aether_dbhub::http::openapi::json());
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .unwrap();
+    assert_eq!(doc, committed);
+    let page = reqwest::get(format!("{}/api/v1/docs", server.base))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<html"));
+}

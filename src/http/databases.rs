@@ -2,7 +2,7 @@
 //! Records live in Neo4j, credentials in a Kubernetes Secret, and each record has a Database CR
 //! the operator checks; status is read from the operator's watch cache.
 
-mod check;
+pub(super) mod check;
 pub mod dto;
 
 use axum::extract::{Path, Query, State};
@@ -31,9 +31,14 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// `?page=1&page_size=20`.
-#[derive(Debug, Deserialize)]
-struct Paging {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct Paging {
+    /// 1-based page (default 1).
+    #[param(value_type = Option<i64>)]
     page: Option<String>,
+    /// Records per page, 1-100 (default 20).
+    #[param(value_type = Option<i64>)]
     page_size: Option<String>,
 }
 
@@ -77,7 +82,11 @@ async fn with_status(state: &AppState, mut r: Record) -> DatabaseRecord {
     r.into()
 }
 
-async fn list(
+/// List the databases of the space, newest first.
+#[utoipa::path(get, path = "/api/v1/databases", tag = "databases",
+    params(Paging, crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
+    responses((status = 200, description = "A page of the space's databases", body = DatabaseList), (status = 400, description = "Bad paging or missing space headers", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(super) async fn list(
     State(state): State<AppState>,
     ctx: SpaceContext,
     Query(p): Query<Paging>,
@@ -100,7 +109,11 @@ async fn list(
     }))
 }
 
-async fn read(
+/// One database record.
+#[utoipa::path(get, path = "/api/v1/databases/{id}", tag = "databases",
+    params(("id" = String, Path, description = "Database id"), crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
+    responses((status = 200, description = "The record", body = DatabaseRecord), (status = 404, description = "No such database in this space", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(super) async fn read(
     State(state): State<AppState>,
     ctx: SpaceContext,
     Path(id): Path<String>,
@@ -114,7 +127,11 @@ async fn read(
     Ok(Json(with_status(&state, r).await))
 }
 
-async fn create(
+/// Register a database: Secret, then Database CR, then the record; undone on failure. `ssl_mode` allow → disable, prefer → require.
+#[utoipa::path(post, path = "/api/v1/databases", tag = "databases", request_body = DatabaseInput,
+    params(crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
+    responses((status = 201, description = "Registered (status Pending); Location names it", body = DatabaseRecord), (status = 400, description = "Invalid body, field by field", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The role may not create", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Name taken in this space", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Kubernetes unavailable; nothing was kept", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(super) async fn create(
     State(state): State<AppState>,
     ctx: SpaceContext,
     body: Result<Json<DatabaseInput>, axum::extract::rejection::JsonRejection>,
@@ -186,7 +203,11 @@ async fn create(
     Ok((StatusCode::CREATED, headers, Json(saved.into())))
 }
 
-async fn update(
+/// Tolerant partial update: unknown and read-only fields are ignored; a missing password keeps the old one.
+#[utoipa::path(put, path = "/api/v1/databases/{id}", tag = "databases", request_body = DatabaseInput,
+    params(("id" = String, Path, description = "Database id"), crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
+    responses((status = 200, description = "Updated record", body = DatabaseRecord), (status = 400, description = "Invalid body", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such database in this space", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(super) async fn update(
     State(state): State<AppState>,
     ctx: SpaceContext,
     Path(id): Path<String>,
@@ -298,7 +319,11 @@ async fn update(
     Ok(Json(with_status(&state, saved).await))
 }
 
-async fn remove(
+/// Remove a database: record, Database CR and Secret.
+#[utoipa::path(delete, path = "/api/v1/databases/{id}", tag = "databases",
+    params(("id" = String, Path, description = "Database id"), crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
+    responses((status = 204, description = "Removed: record, CR and Secret"), (status = 403, description = "The role may not delete", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such database in this space", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(super) async fn remove(
     State(state): State<AppState>,
     ctx: SpaceContext,
     Path(id): Path<String>,

@@ -3,6 +3,7 @@
 mod context;
 mod databases;
 mod health;
+pub mod openapi;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
+use utoipa_scalar::Servable;
 
 pub use context::{Permission, SpaceContext};
 pub use databases::dto;
@@ -47,6 +49,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(databases::router())
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi::json(),
+                )
+            }),
+        )
+        .merge(utoipa_scalar::Scalar::with_url(
+            "/api/v1/docs",
+            <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ))
         .with_state(state)
         .layer(middleware::from_fn(request_id_scope))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))

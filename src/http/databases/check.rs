@@ -18,7 +18,7 @@ use crate::http::AppState;
 use crate::http::context::{Permission, SpaceContext};
 
 /// The frontend's test body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct TestInput {
     /// postgresql|mysql|mariadb|mssql|sqlite (our ids work too).
@@ -26,6 +26,7 @@ pub struct TestInput {
     /// Host.
     pub host: Option<String>,
     /// Port (number or string).
+    #[schema(value_type = Option<i64>)]
     pub port: Option<Value>,
     /// Database name.
     pub database: Option<String>,
@@ -34,13 +35,14 @@ pub struct TestInput {
     /// User.
     pub username: Option<String>,
     /// Password.
+    #[schema(write_only)]
     pub password: Option<String>,
     /// TLS mode.
     pub ssl_mode: Option<String>,
 }
 
 /// `{status: connected|failed, message, latency_ms}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TestResult {
     /// connected or failed.
     pub status: String,
@@ -68,6 +70,12 @@ fn outcome(r: Result<probe::Probed, probe::ProbeError>) -> TestResult {
     }
 }
 
+/// Test a connection without saving anything (the connection form's "Test" button).
+#[utoipa::path(post, path = "/api/v1/databases/test", tag = "databases", request_body = TestInput,
+    params(crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
+    responses((status = 200, description = "Checked (a failed connection is status `failed`)", body = TestResult),
+              (status = 400, description = "Invalid body or refused host", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 401, description = "No valid token", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(super) async fn test_unsaved(
     State(state): State<AppState>,
     ctx: SpaceContext,
@@ -99,6 +107,11 @@ pub(super) async fn test_unsaved(
     )))
 }
 
+/// Re-check a registered database now; its record's status is updated.
+#[utoipa::path(post, path = "/api/v1/databases/{id}/test", tag = "databases",
+    params(("id" = String, Path, description = "Database id"), crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
+    responses((status = 200, description = "Checked", body = TestResult),
+              (status = 404, description = "No such database in this space", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(super) async fn test_saved(
     State(state): State<AppState>,
     ctx: SpaceContext,

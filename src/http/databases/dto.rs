@@ -12,7 +12,7 @@ use crate::storage::databases::Record;
 
 /// Create/update body. Unknown and read-only fields are ignored (the edit form echoes the whole
 /// record back); on update a missing password keeps the old one.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct DatabaseInput {
     /// Display name (unique in the space).
@@ -22,7 +22,8 @@ pub struct DatabaseInput {
     pub db_type: Option<String>,
     /// Server host.
     pub host: Option<String>,
-    /// Server port.
+    /// Server port (a number, or a string holding one).
+    #[schema(value_type = Option<i64>)]
     pub port: Option<Value>,
     /// Database name.
     pub database: Option<String>,
@@ -30,7 +31,8 @@ pub struct DatabaseInput {
     pub path: Option<String>,
     /// User name.
     pub username: Option<String>,
-    /// Password (write-only).
+    /// Password (write-only: never returned).
+    #[schema(write_only)]
     pub password: Option<String>,
     /// disable|allow|prefer|require|verify-ca|verify-full.
     pub ssl_mode: Option<String>,
@@ -49,7 +51,7 @@ pub struct DatabaseInput {
 }
 
 /// The record as the API returns it. Never a password, DSN or token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DatabaseRecord {
     /// Id.
     pub id: String,
@@ -131,7 +133,7 @@ impl From<Record> for DatabaseRecord {
 }
 
 /// `{databases, total, page, page_size}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatabaseList {
     /// This page.
     pub databases: Vec<DatabaseRecord>,
