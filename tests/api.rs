@@ -53,6 +53,10 @@ async fn api_crud_round_trip_with_cr_secret_and_status() {
     assert_eq!(code, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(created["type"], "postgres");
+    assert!(
+        !created.to_string().contains(stack().hostile_password()),
+        "password in a response"
+    );
     assert_eq!(created["status"], "Pending");
     assert_eq!(created["has_password"], true);
     assert_eq!(
@@ -86,6 +90,7 @@ async fn api_crud_round_trip_with_cr_secret_and_status() {
 
     // The reconciler's verdict shows on the record (and on the graph node).
     let connected = wait_status(&call, &id, "Connected").await;
+    crate::support::operator::assert_no_leak(&ns).await;
     assert!(connected["last_checked"].is_string());
 
     // The frontend's edit form echoes the record back without a password: only the CR changes.
@@ -462,6 +467,17 @@ async fn api_isolation_and_roles() {
         403
     );
     assert_eq!(v.send("DELETE", &one, None).await.0, 403);
+    assert_eq!(v.send("POST", &format!("{one}/test"), None).await.0, 403);
+    assert_eq!(
+        v.send(
+            "POST",
+            "/api/v1/databases/test",
+            Some(json!({"databaseType": "sqlite", "path": "/x.db"}))
+        )
+        .await
+        .0,
+        403
+    );
     let m = in_org(&member);
     assert_eq!(
         m.send("POST", "/api/v1/databases", Some(sqlite("m")))
@@ -761,4 +777,87 @@ async fn api_serves_its_openapi_document_and_docs_page() {
         .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<html"));
+}
+
+/// RS256 through a real JWKS endpoint (served here): keys fetched, cached, refreshed on an
+/// unknown `kid`; a token signed by a key not in the set is refused.
+#[tokio::test]
+async fn api_rs256_tokens_verify_against_a_jwks_url() {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let dir = std::env::temp_dir().join(crate::support::unique("jwks"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = |name: &str| {
+        let path = dir.join(name);
+        assert!(
+            std::process::Command::new("openssl")
+                .args(["genrsa", "-out"])
+                .arg(&path)
+                .arg("2048")
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+        EncodingKey::from_rsa_pem(&std::fs::read(&path).unwrap()).unwrap()
+    };
+    let (good, rogue) = (key("good.pem"), key("rogue.pem"));
+    let mut jwk = Jwk::from_encoding_key(&good, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    let set = serde_json::to_value(JwkSet { keys: vec![jwk] }).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/certs", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/certs",
+        axum::routing::get(move || {
+            let s = set.clone();
+            async move { axum::Json(s) }
+        }),
+    );
+    let jwks = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let args = aether_dbhub::config::AuthArgs {
+        jwt_issuers: ISSUER.into(),
+        jwt_audience: "aether-api".into(),
+        jwt_jwks_url: jwks_url,
+        jwt_rs256_pem: String::new(),
+        jwt_hs256_secret: String::new(),
+    };
+    let verifier = aether_dbhub::auth::Verifier::from_args(&args).unwrap();
+    let sign = |k: &EncodingKey, kid: &str, aud: &str| {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some(kid.into());
+        let claims = json!({"sub": "u1", "iss": ISSUER, "aud": aud, "exp": jsonwebtoken::get_current_timestamp() + 600});
+        jsonwebtoken::encode(&h, &claims, k).unwrap()
+    };
+    assert_eq!(
+        verifier
+            .verify(&sign(&good, "k1", "aether-api"))
+            .await
+            .unwrap()
+            .sub,
+        "u1"
+    );
+    assert!(
+        verifier
+            .verify(&sign(&good, "k1", "someone-else"))
+            .await
+            .is_err(),
+        "wrong audience"
+    );
+    assert!(
+        verifier
+            .verify(&sign(&rogue, "k1", "aether-api"))
+            .await
+            .is_err(),
+        "signed by another key"
+    );
+    assert!(
+        verifier
+            .verify(&sign(&rogue, "k9", "aether-api"))
+            .await
+            .is_err(),
+        "unknown kid"
+    );
+    jwks.abort();
 }
