@@ -860,4 +860,28 @@ async fn api_rs256_tokens_verify_against_a_jwks_url() {
         "unknown kid"
     );
     jwks.abort();
+
+    // The same key configured as a PEM public key instead of a JWKS URL.
+    let public = dir.join("good.pub");
+    let out = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(dir.join("good.pem"))
+        .arg("-out")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pem_args = aether_dbhub::config::AuthArgs {
+        jwt_jwks_url: String::new(),
+        jwt_rs256_pem: public.to_str().unwrap().into(),
+        jwt_audience: String::new(),
+        ..args
+    };
+    let pem = aether_dbhub::auth::Verifier::from_args(&pem_args).unwrap();
+    assert_eq!(
+        pem.verify(&sign(&good, "any", "x")).await.unwrap().sub,
+        "u1"
+    );
+    assert!(pem.verify(&sign(&rogue, "any", "x")).await.is_err());
+    let _ = std::fs::remove_dir_all(dir);
 }
