@@ -7,5 +7,6 @@ mod api;
 mod crds;
 mod database_controller;
 mod dbhubinstance_controller;
+mod rbac;
 mod serve;
 mod smoke;
