@@ -7,5 +7,6 @@ pub mod error;
 pub mod hostguard;
 pub mod http;
 pub mod kube;
+pub mod sql;
 pub mod storage;
 pub mod telemetry;
