@@ -7,6 +7,7 @@ pub mod error;
 pub mod hostguard;
 pub mod http;
 pub mod kube;
+pub mod mcp;
 pub mod sql;
 pub mod storage;
 pub mod telemetry;

@@ -47,14 +47,18 @@ pub fn classify(sql: &str, engine: DatabaseType) -> Verdict {
             return Verdict::Writes(why);
         }
     }
-    Verdict::ReadOnly { statements: statements.len() }
+    Verdict::ReadOnly {
+        statements: statements.len(),
+    }
 }
 
 /// Why a statement is not a plain read (None when it is).
 fn write_reason(s: &Statement) -> Option<String> {
     match s {
         Statement::Query(q) => query_write(q),
-        Statement::Explain { analyze, statement, .. } => {
+        Statement::Explain {
+            analyze, statement, ..
+        } => {
             if *analyze {
                 Some("EXPLAIN ANALYZE executes its statement".into())
             } else {
@@ -93,16 +97,25 @@ fn query_write(q: &Query) -> Option<String> {
 
 fn set_expr_write(body: &SetExpr) -> Option<String> {
     match body {
-        SetExpr::Select(select) => select.into.as_ref().map(|_| "SELECT … INTO creates a table".to_string()),
+        SetExpr::Select(select) => select
+            .into
+            .as_ref()
+            .map(|_| "SELECT … INTO creates a table".to_string()),
         SetExpr::Query(q) => query_write(q),
-        SetExpr::SetOperation { left, right, .. } => set_expr_write(left).or_else(|| set_expr_write(right)),
+        SetExpr::SetOperation { left, right, .. } => {
+            set_expr_write(left).or_else(|| set_expr_write(right))
+        }
         SetExpr::Values(_) | SetExpr::Table(_) => None,
         other => Some(format!("{} is not a read", first_words(&other.to_string()))),
     }
 }
 
 fn first_words(s: &str) -> String {
-    s.split_whitespace().take(2).collect::<Vec<_>>().join(" ").to_uppercase()
+    s.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
 }
 
 #[cfg(test)]
@@ -128,7 +141,10 @@ mod tests {
             assert!(ro(sql, Postgres), "{sql}");
         }
         assert!(ro("SHOW TABLES", Mariadb));
-        assert_eq!(classify("SELECT 1; SELECT 2", Postgres), Verdict::ReadOnly { statements: 2 });
+        assert_eq!(
+            classify("SELECT 1; SELECT 2", Postgres),
+            Verdict::ReadOnly { statements: 2 }
+        );
     }
 
     #[test]
@@ -159,8 +175,14 @@ mod tests {
 
     #[test]
     fn what_cannot_be_parsed_is_refused() {
-        assert!(matches!(classify("SELEC 1", Postgres), Verdict::Unparseable(_)));
+        assert!(matches!(
+            classify("SELEC 1", Postgres),
+            Verdict::Unparseable(_)
+        ));
         assert!(matches!(classify("", Postgres), Verdict::Unparseable(_)));
-        assert!(matches!(classify("   ;  ", Sqlite), Verdict::Unparseable(_)));
+        assert!(matches!(
+            classify("   ;  ", Sqlite),
+            Verdict::Unparseable(_)
+        ));
     }
 }

@@ -7,6 +7,7 @@ mod api;
 mod crds;
 mod database_controller;
 mod dbhubinstance_controller;
+mod mcp;
 mod packaging;
 mod rbac;
 mod serve;
