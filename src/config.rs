@@ -233,6 +233,30 @@ mod tests {
         }
     }
 
+    /// `.env.sample` lists exactly the variables the CLI reads.
+    #[test]
+    fn env_sample_lists_every_variable() {
+        let cmd = Cli::command();
+        let mut from_cli = std::collections::BTreeSet::new();
+        let mut all = vec![&cmd];
+        all.extend(cmd.get_subcommands());
+        for c in all {
+            for arg in c.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    from_cli.insert(env.to_string_lossy().into_owned());
+                }
+            }
+        }
+        let sample =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.sample")).unwrap();
+        let listed: std::collections::BTreeSet<String> = sample
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
+            .collect();
+        assert_eq!(listed, from_cli);
+    }
+
     #[test]
     fn parse_seconds_rejects_non_numbers() {
         assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
