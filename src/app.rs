@@ -52,7 +52,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let verifier =
         Arc::new(Verifier::from_args(&args.auth).context("configuring token verification")?);
     let cache = crate::kube::status_cache(kube.clone(), &args.kube.namespace);
-    let writer = crate::kube::Writer::new(kube.clone(), args.kube.namespace.clone());
+    let writer = crate::kube::Writer::new(
+        kube.clone(),
+        args.kube.namespace.clone(),
+        args.instance_mode,
+    );
     let app_store_for_migrations = store.clone();
     let guard = crate::hostguard::HostGuard::new(
         args.host_allow_cidrs.0.clone(),

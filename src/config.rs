@@ -79,6 +79,19 @@ pub struct ServeArgs {
     /// unspecified and multicast, which are always refused), comma-separated.
     #[arg(long, env = "AETHER_DBHUB_HOST_DENY_CIDRS", default_value = "", value_parser = parse_cidrs)]
     pub host_deny_cidrs: CidrList,
+
+    /// DBHub instance layout.
+    #[arg(long, env = "AETHER_DBHUB_INSTANCE_MODE", value_enum, default_value_t = InstanceMode::PerSpace)]
+    pub instance_mode: InstanceMode,
+}
+
+/// How DBHub instances are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InstanceMode {
+    /// One DBHubInstance per space (`dbhub-<space>`): a tenant's DSNs never sit in another's DBHub.
+    PerSpace,
+    /// One DBHubInstance (`dbhub`) for every space; isolation rests on the API alone.
+    Shared,
 }
 
 /// A parsed CIDR list (a newtype so clap treats it as one value).

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use dbhub_operator::crd::{Database, DatabaseSpec};
+use dbhub_operator::crd::{DBHubInstance, Database, DatabaseSpec};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -30,11 +30,39 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
-/// Writes Secrets and Database CRs in the service's namespace.
+/// Writes Secrets, Database CRs and DBHub instances in the service's namespace.
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
     namespace: String,
+    mode: InstanceMode,
+}
+
+pub use crate::config::InstanceMode;
+
+/// The DBHubInstance serving `space_id`: `dbhub-<space>` (DNS-1123, ≤ 63 characters; a digest
+/// keeps long or unusual ids unique), or `dbhub` when shared.
+pub fn instance_name(mode: InstanceMode, space_id: &str) -> String {
+    if mode == InstanceMode::Shared {
+        return "dbhub".into();
+    }
+    let clean: String = space_id
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let clean = clean.trim_matches('-').to_string();
+    if !clean.is_empty() && clean.len() <= 57 && clean == space_id {
+        return format!("dbhub-{clean}");
+    }
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(space_id.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let head: String = clean.chars().take(48).collect();
+    format!("dbhub-{}-{digest}", head.trim_matches('-'))
 }
 
 /// Who a record belongs to (for labels).
@@ -63,11 +91,62 @@ pub fn secret_name(cr: &str) -> String {
 
 impl Writer {
     /// A writer for `namespace`.
-    pub fn new(client: Client, namespace: impl Into<String>) -> Self {
+    pub fn new(client: Client, namespace: impl Into<String>, mode: InstanceMode) -> Self {
         Self {
             client,
             namespace: namespace.into(),
+            mode,
         }
+    }
+
+    /// Makes sure the DBHubInstance that serves `space_id` exists (idempotent server-side
+    /// apply): per space it selects that space's Databases; shared, every managed Database.
+    pub async fn ensure_instance(&self, space_id: &str, tenant_id: &str) -> Result<String, Error> {
+        let name = instance_name(self.mode, space_id);
+        let (labels, selector) = match self.mode {
+            InstanceMode::PerSpace => (
+                json!({MANAGED_BY: MANAGER, SPACE_LABEL: space_id, TENANT_LABEL: tenant_id}),
+                json!({SPACE_LABEL: space_id}),
+            ),
+            InstanceMode::Shared => (json!({MANAGED_BY: MANAGER}), json!({MANAGED_BY: MANAGER})),
+        };
+        let obj = json!({
+            "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "DBHubInstance",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"databaseSelector": {"matchLabels": selector}},
+        });
+        let api: Api<DBHubInstance> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.patch(&name, &PatchParams::apply(MANAGER), &Patch::Apply(&obj))
+            .await?;
+        Ok(name)
+    }
+
+    /// Removes the space's DBHubInstance once no Database of the space is left (per-space mode;
+    /// the shared instance stays).
+    pub async fn remove_instance_if_unused(&self, space_id: &str) -> Result<(), Error> {
+        if self.mode == InstanceMode::Shared {
+            return Ok(());
+        }
+        let selector = format!("{SPACE_LABEL}={space_id},{MANAGED_BY}={MANAGER}");
+        let left = self
+            .crs()
+            .list_metadata(&kube::api::ListParams::default().labels(&selector).limit(1))
+            .await?;
+        if left.items.is_empty() {
+            let api: Api<DBHubInstance> = Api::namespaced(self.client.clone(), &self.namespace);
+            match api
+                .delete(
+                    &instance_name(self.mode, space_id),
+                    &DeleteParams::default(),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// The namespace written to.
@@ -228,4 +307,31 @@ pub fn status_cache(client: Client, namespace: &str) -> Store<Database> {
         .applied_objects();
     tokio::spawn(stream.for_each(|_| std::future::ready(())));
     reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_dns_labels_and_unique() {
+        assert_eq!(
+            instance_name(InstanceMode::PerSpace, "space-1"),
+            "dbhub-space-1"
+        );
+        assert_eq!(instance_name(InstanceMode::Shared, "space-1"), "dbhub");
+        let odd = instance_name(InstanceMode::PerSpace, "Space_1");
+        let other = instance_name(InstanceMode::PerSpace, "space_1");
+        assert_ne!(odd, other, "ids that clean up alike stay distinct");
+        let long = instance_name(InstanceMode::PerSpace, &"x".repeat(200));
+        for n in [odd, other, long] {
+            assert!(n.len() <= 63, "{n}");
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{n}"
+            );
+            assert!(!n.ends_with('-'));
+        }
+    }
 }

@@ -221,7 +221,8 @@ async fn api_failed_cr_step_leaves_no_secret_and_no_node() {
     let ns = TestNamespace::new("apiundo").await;
     // The service's identity may write Secrets here but not Database CRs: the CR step fails.
     let role: Role = serde_json::from_value(json!({"metadata": {"name": "secrets-only"},
-        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "get", "patch", "delete", "list"]}]})).unwrap();
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "get", "patch", "delete", "list"]},
+                   {"apiGroups": ["dbhub.tas.io"], "resources": ["dbhubinstances"], "verbs": ["get", "create", "patch"]}]})).unwrap();
     ns.api::<Role>()
         .create(&PostParams::default(), &role)
         .await
@@ -884,4 +885,54 @@ async fn api_rs256_tokens_verify_against_a_jwks_url() {
     );
     assert!(pem.verify(&sign(&rogue, "any", "x")).await.is_err());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn api_keeps_one_dbhub_instance_per_space_while_it_has_databases() {
+    let ns = TestNamespace::new("apiinst").await;
+    crate::support::crds::ensure_installed().await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let p = person(&graph).await;
+    let call = personal(&server, &p);
+    let instance = format!("dbhub-{}", p.space);
+    let lite = |name: &str| json!({"name": name, "type": "sqlite", "path": "/tmp/none.db"});
+    let (_, a) = call
+        .send("POST", "/api/v1/databases", Some(lite("a")))
+        .await;
+    let (_, b) = call
+        .send("POST", "/api/v1/databases", Some(lite("b")))
+        .await;
+    let hubs = ns.api::<dbhub_operator::crd::DBHubInstance>();
+    let hub = hubs
+        .get(&instance)
+        .await
+        .expect("the space's DBHubInstance");
+    let selector = hub.spec.database_selector.unwrap().match_labels.unwrap();
+    assert_eq!(selector["aether.tas.io/space-id"], p.space);
+    assert_eq!(
+        hubs.list(&Default::default()).await.unwrap().items.len(),
+        1,
+        "one instance per space"
+    );
+    call.send(
+        "DELETE",
+        &format!("/api/v1/databases/{}", a["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert!(
+        hubs.get_opt(&instance).await.unwrap().is_some(),
+        "still serving b"
+    );
+    call.send(
+        "DELETE",
+        &format!("/api/v1/databases/{}", b["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert!(
+        hubs.get_opt(&instance).await.unwrap().is_none(),
+        "removed with the space's last database"
+    );
 }

@@ -161,6 +161,17 @@ pub(super) async fn create(
             record.name
         )));
     }
+    // The space's DBHub instance first (idempotent): a failure here leaves nothing of the record.
+    state
+        .writer
+        .ensure_instance(&ctx.space_id, &ctx.tenant_id)
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "could not prepare the space's DBHub instance ({})",
+                kube_reason(&e)
+            ))
+        })?;
     let owner = Owner {
         database_id: &record.id,
         space_id: &ctx.space_id,
@@ -170,23 +181,25 @@ pub(super) async fn create(
         .password
         .as_deref()
         .map(|p| (record.username.as_str(), p));
-    state
+    if let Err(e) = state
         .writer
         .create(&record.cr_name, &owner, valid.spec, creds)
         .await
-        .map_err(|e| {
-            ApiError::Unavailable(format!(
-                "could not register the database with Kubernetes ({})",
-                kube_reason(&e)
-            ))
-        })?;
+    {
+        release_instance(&state, &ctx.space_id).await;
+        return Err(ApiError::Unavailable(format!(
+            "could not register the database with Kubernetes ({})",
+            kube_reason(&e)
+        )));
+    }
     let saved = match state.store.create_database(&record).await {
         Ok(r) => r,
         Err(e) => {
-            // Undo the Kubernetes side: no orphan CR or Secret.
+            // Undo the Kubernetes side: no orphan CR or Secret (or unused instance).
             if let Err(undo) = state.writer.delete(&record.cr_name).await {
                 tracing::error!(error = %undo, cr = %record.cr_name, "could not undo a failed create");
             }
+            release_instance(&state, &ctx.space_id).await;
             return Err(match e {
                 crate::storage::Error::Conflict(m) => ApiError::Conflict(m),
                 other => other.into(),
@@ -341,8 +354,17 @@ pub(super) async fn remove(
         ))
     })?;
     state.store.delete_database(&ctx.scope(), &id).await?;
+    release_instance(&state, &ctx.space_id).await;
     tracing::info!(db.id = %id, space.id = %ctx.space_id, "database removed");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes the space's DBHub instance when it serves nothing any more (best effort: a leftover
+/// instance with no Databases is scaled to zero by the reconciler).
+async fn release_instance(state: &AppState, space_id: &str) {
+    if let Err(e) = state.writer.remove_instance_if_unused(space_id).await {
+        tracing::warn!(error = %e, space.id = %space_id, "could not remove the space's unused DBHub instance");
+    }
 }
 
 /// Refuses hosts inside the service's own network (same answer as for unresolvable ones).

@@ -75,7 +75,11 @@ pub async fn serve_with_guard(namespace: &str, kube: kube::Client, guard: HostGu
         store: store().await,
         kube: kube.clone(),
         verifier: Arc::new(Verifier::from_args(&auth).unwrap()),
-        writer: aether_dbhub::kube::Writer::new(kube.clone(), namespace),
+        writer: aether_dbhub::kube::Writer::new(
+            kube.clone(),
+            namespace,
+            aether_dbhub::kube::InstanceMode::PerSpace,
+        ),
         cache: aether_dbhub::kube::status_cache(kube, namespace),
         guard: Arc::new(guard),
     };
