@@ -144,11 +144,9 @@ impl Verifier {
     }
 
     async fn key_for(&self, kid: Option<&str>) -> Result<DecodingKey, AuthError> {
-        let Keys::Jwks { url, http, cache } = &self.keys else {
-            let Keys::Static(k) = &self.keys else {
-                unreachable!()
-            };
-            return Ok(k.clone());
+        let (url, http, cache) = match &self.keys {
+            Keys::Static(k) => return Ok(k.clone()),
+            Keys::Jwks { url, http, cache } => (url, http, cache),
         };
         let kid = kid.ok_or_else(|| AuthError::Invalid("token has no kid".into()))?;
         if let Some(k) = cache.read().await.keys.get(kid) {

@@ -161,6 +161,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    /// serde's messages quote the offending value (a password sent as a number would come back),
+    /// so only the kind of problem is reported.
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        let what = match e {
+            J::JsonSyntaxError(_) => "the body is not valid JSON",
+            J::JsonDataError(_) => "the body does not have the documented fields and types",
+            J::MissingJsonContentType(_) => "send the body as application/json",
+            _ => "the body could not be read",
+        };
+        Self::BadRequest(what.into())
+    }
+}
+
 impl From<crate::storage::Error> for ApiError {
     fn from(e: crate::storage::Error) -> Self {
         Self::Internal(e.to_string())

@@ -137,7 +137,7 @@ pub(super) async fn create(
     body: Result<Json<DatabaseInput>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<DatabaseRecord>)> {
     ctx.require(Permission::Create)?;
-    let Json(input) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(input) = body?;
     let valid = validate(&input, None).map_err(ApiError::Validation)?;
     guard_host(&state, &valid.record).await?;
     let id = uuid::Uuid::new_v4();
@@ -227,7 +227,7 @@ pub(super) async fn update(
     body: Result<Json<DatabaseInput>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<DatabaseRecord>> {
     ctx.require(Permission::Update)?;
-    let Json(input) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(input) = body?;
     let old = state
         .store
         .get_database(&ctx.scope(), &id)

@@ -82,7 +82,7 @@ pub(super) async fn test_unsaved(
     body: Result<Json<TestInput>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<TestResult>> {
     ctx.require(Permission::Create)?;
-    let Json(t) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(t) = body?;
     let input = DatabaseInput {
         name: Some("connection test".into()),
         db_type: t.database_type,
