@@ -56,7 +56,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         kube.clone(),
         args.kube.namespace.clone(),
         args.instance_mode,
-    );
+    )
+    .with_default_policy(args.dbhub.default_readonly, args.dbhub.default_max_rows);
+    let hubs = Arc::new(crate::mcp::hub::Hubs::new(
+        kube.clone(),
+        &args.kube.namespace,
+        Some(args.dbhub.endpoint.clone()),
+        args.dbhub.timeout,
+    ));
     let app_store_for_migrations = store.clone();
     let guard = crate::hostguard::HostGuard::new(
         args.host_allow_cidrs.0.clone(),
@@ -69,6 +76,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         writer,
         cache,
         guard: Arc::new(guard),
+        hubs,
     });
 
     let shutdown = CancellationToken::new();

@@ -83,6 +83,38 @@ pub struct ServeArgs {
     /// DBHub instance layout.
     #[arg(long, env = "AETHER_DBHUB_INSTANCE_MODE", value_enum, default_value_t = InstanceMode::PerSpace)]
     pub instance_mode: InstanceMode,
+
+    /// DBHub settings.
+    #[command(flatten)]
+    pub dbhub: DbhubArgs,
+}
+
+/// How the service reaches DBHub and what the instances it creates default to.
+#[derive(Debug, Clone, Args)]
+pub struct DbhubArgs {
+    /// MCP endpoint override for running outside the cluster: a URL in which `{instance}` and
+    /// `{namespace}` are replaced (e.g. `http://127.0.0.1:18080/mcp` behind a port-forward).
+    /// Empty: the DBHubInstance's `status.endpoint` (the in-cluster Service).
+    #[arg(
+        long = "dbhub-endpoint",
+        env = "AETHER_DBHUB_DBHUB_ENDPOINT",
+        default_value = ""
+    )]
+    pub endpoint: String,
+
+    /// Seconds to connect to DBHub and for each call (a query also gets its database's
+    /// query_timeout on top).
+    #[arg(long = "dbhub-timeout", env = "AETHER_DBHUB_DBHUB_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub timeout: Duration,
+
+    /// `defaultPolicy.readonly` of the DBHubInstances the service creates (each Database's own
+    /// `readonly` wins).
+    #[arg(long = "instance-default-readonly", env = "AETHER_DBHUB_INSTANCE_DEFAULT_READONLY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub default_readonly: bool,
+
+    /// `defaultPolicy.maxRows` of the DBHubInstances the service creates (1-100000).
+    #[arg(long = "instance-default-max-rows", env = "AETHER_DBHUB_INSTANCE_DEFAULT_MAX_ROWS", default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..=100000))]
+    pub default_max_rows: i32,
 }
 
 /// How DBHub instances are laid out.

@@ -84,6 +84,28 @@ pub enum ApiError {
     /// A dependency is down.
     #[error("{0}")]
     Unavailable(String),
+    /// The record is not in a state that allows the operation (409 with its status).
+    #[error("{message}")]
+    NotReady {
+        /// Why, for people.
+        message: String,
+        /// The record's status (e.g. Pending, Failed).
+        status: String,
+        /// The record's status message.
+        status_message: String,
+    },
+    /// A statement was refused because the database is read-only.
+    #[error("{0}")]
+    ReadOnly(String),
+    /// The database ran the query and reported an error (its message, secret-free).
+    #[error("{0}")]
+    QueryFailed(String),
+    /// An upstream (DBHub or the database behind it) failed.
+    #[error("{0}")]
+    BadGateway(String),
+    /// An upstream did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// A bug or an unexpected dependency failure; the detail is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -115,6 +137,27 @@ impl ApiError {
                 "SERVICE_UNAVAILABLE",
                 "Service unavailable",
             ),
+            Self::NotReady { .. } => (StatusCode::CONFLICT, "CONFLICT", "Not ready"),
+            Self::ReadOnly(_) => (
+                StatusCode::FORBIDDEN,
+                "READONLY_VIOLATION",
+                "Read-only database",
+            ),
+            Self::QueryFailed(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+                "Query failed",
+            ),
+            Self::BadGateway(_) => (
+                StatusCode::BAD_GATEWAY,
+                "EXTERNAL_SERVICE_ERROR",
+                "Upstream error",
+            ),
+            Self::GatewayTimeout(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "GATEWAY_TIMEOUT",
+                "Upstream timeout",
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL_ERROR",
@@ -129,6 +172,11 @@ impl ApiError {
         let detail = self.to_string();
         let details = match self {
             Self::Validation(errors) => json!({ "validation_errors": errors }),
+            Self::NotReady {
+                status,
+                status_message,
+                ..
+            } => json!({ "status": status, "status_message": status_message }),
             _ => json!({}),
         };
         json!({

@@ -36,6 +36,7 @@ pub struct Writer {
     client: Client,
     namespace: String,
     mode: InstanceMode,
+    default_policy: (bool, i32),
 }
 
 pub use crate::config::InstanceMode;
@@ -96,7 +97,19 @@ impl Writer {
             client,
             namespace: namespace.into(),
             mode,
+            default_policy: (true, 1000),
         }
+    }
+
+    /// Sets `defaultPolicy` (readonly, maxRows) of the instances this writer creates.
+    pub fn with_default_policy(mut self, readonly: bool, max_rows: i32) -> Self {
+        self.default_policy = (readonly, max_rows);
+        self
+    }
+
+    /// The instance mode.
+    pub fn mode(&self) -> InstanceMode {
+        self.mode
     }
 
     /// Makes sure the DBHubInstance that serves `space_id` exists (idempotent server-side
@@ -113,7 +126,10 @@ impl Writer {
         let obj = json!({
             "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "DBHubInstance",
             "metadata": {"name": name, "labels": labels},
-            "spec": {"databaseSelector": {"matchLabels": selector}},
+            "spec": {
+                "databaseSelector": {"matchLabels": selector},
+                "defaultPolicy": {"readonly": self.default_policy.0, "maxRows": self.default_policy.1},
+            },
         });
         let api: Api<DBHubInstance> = Api::namespaced(self.client.clone(), &self.namespace);
         api.patch(&name, &PatchParams::apply(MANAGER), &Patch::Apply(&obj))

@@ -1,15 +1,13 @@
 //! The databases REST API against real Neo4j, the real apiserver (RBAC on) and, for status, the
 //! Database reconciler checking the real PostgreSQL.
 
-use std::time::{Duration, Instant};
-
 use dbhub_operator::crd::Database;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::PostParams;
 use serde_json::{Value, json};
 
-use crate::support::api::{self, Call, ISSUER, person, personal, serve};
+use crate::support::api::{self, Call, ISSUER, person, personal, serve, wait_status};
 use crate::support::kube::{TestNamespace, nobody};
 use crate::support::{logs, stack};
 
@@ -18,24 +16,6 @@ fn pg_body(name: &str) -> Value {
     json!({"name": name, "type": "postgresql", "host": s.get("STACK_PG_HOST"), "port": s.get("STACK_PG_PORT"),
            "database": s.get("STACK_DB_NAME"), "username": s.get("STACK_DB_USER"), "password": s.hostile_password(),
            "ssl_mode": "disable", "description": "orders", "labels": {"team": "a"}})
-}
-
-async fn wait_status(call: &Call<'_>, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, body) = call
-            .send("GET", &format!("/api/v1/databases/{id}"), None)
-            .await;
-        assert_eq!(code, 200, "{body}");
-        if body["status"] == want {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "status never became {want}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test]

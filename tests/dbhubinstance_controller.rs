@@ -1,7 +1,7 @@
 //! The DBHubInstance reconciler against the real apiserver, with real DBHub started from the
 //! objects it applies (no kubelet runs here: the test plays the pod runtime).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use dbhub_operator::controller::dbhubinstance::{CONFIG_KEY, HASH_ANNOTATION, TOKEN_KEY};
@@ -15,7 +15,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 
-use crate::support::dbhub::{DbHub, free_port};
+use crate::support::dbhub::{pod_view, run_pod};
 use crate::support::kube::TestNamespace;
 use crate::support::operator::{app_secret, assert_no_leak, database, secret, start, wait_phase};
 use crate::support::{logs, stack, unique};
@@ -278,73 +278,6 @@ async fn instance_with_nothing_selected_scales_to_zero_and_stays_pending() {
     }
     let dep = ns.api::<Deployment>().get("empty").await.unwrap();
     assert_eq!(dep.spec.unwrap().replicas, Some(0));
-}
-
-/// Everything a container of the Deployment would get: its args and env (Secrets resolved),
-/// and the ConfigMap as the mounted file.
-struct PodView {
-    args: Vec<String>,
-    env: BTreeMap<String, String>,
-    config: String,
-}
-
-async fn pod_view(ns: &TestNamespace, inst: &str) -> PodView {
-    let dep = ns.api::<Deployment>().get(inst).await.unwrap();
-    let container = dep
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .remove(0);
-    let secrets: Api<Secret> = ns.api();
-    let mut env = BTreeMap::new();
-    for e in container.env.unwrap_or_default() {
-        let value = match (e.value, e.value_from) {
-            (Some(v), _) => v,
-            (None, Some(from)) => {
-                let r = from.secret_key_ref.expect("env from a Secret");
-                let s = secrets.get(&r.name).await.unwrap();
-                String::from_utf8(s.data.unwrap()[&r.key].0.clone()).unwrap()
-            }
-            _ => panic!("env {} has no value", e.name),
-        };
-        env.insert(e.name, value);
-    }
-    let cm = ns
-        .api::<ConfigMap>()
-        .get(&format!("{inst}-config"))
-        .await
-        .unwrap();
-    PodView {
-        args: container.args.unwrap_or_default(),
-        env,
-        config: cm.data.unwrap()[CONFIG_KEY].clone(),
-    }
-}
-
-/// Starts DBHub as the container would, on loopback: same args except the listen address,
-/// port and config path (the mounted file's stand-in).
-async fn run_pod(view: &PodView) -> DbHub {
-    let dir = std::env::temp_dir().join(unique("pod"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("dbhub.toml");
-    std::fs::write(&config, &view.config).unwrap();
-    let port = free_port();
-    let mut args = view.args.clone();
-    for (flag, value) in [
-        ("--port", port.to_string()),
-        ("--config", config.to_str().unwrap().to_string()),
-        ("--host", "127.0.0.1".into()),
-    ] {
-        let i = args
-            .iter()
-            .position(|a| a == flag)
-            .unwrap_or_else(|| panic!("container args lack {flag}"));
-        args[i + 1] = value;
-    }
-    DbHub::spawn(&args, port, &dir.join("dbhub.log"), &view.env).await
 }
 
 async fn call(

@@ -9,6 +9,7 @@ mod database_controller;
 mod dbhubinstance_controller;
 mod mcp;
 mod packaging;
+mod queries;
 mod rbac;
 mod serve;
 mod smoke;

@@ -4,6 +4,8 @@ mod context;
 mod databases;
 mod health;
 pub mod openapi;
+mod query;
+mod schema;
 
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ pub struct AppState {
     pub cache: Cache<Database>,
     /// Refuses database hosts inside the service's own network.
     pub guard: Arc<crate::hostguard::HostGuard>,
+    /// DBHub sessions (queries and schema browsing).
+    pub hubs: Arc<crate::mcp::hub::Hubs>,
 }
 
 /// The whole HTTP application.
@@ -49,6 +53,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(databases::router())
+        .merge(query::router())
+        .merge(schema::router())
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(|| async {

@@ -6,6 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::databases::{self, check, dto};
+use super::{query, schema};
 
 /// The space every databases call acts in.
 #[derive(utoipa::IntoParams)]
@@ -38,11 +39,17 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Aether databases API", description = "Register database connections per space and reach them through DBHub."),
     paths(databases::list, databases::create, databases::read, databases::update, databases::remove,
-          check::test_unsaved, check::test_saved),
+          check::test_unsaved, check::test_saved, query::run, query::database_history,
+          query::space_history, schema::schema, schema::tables, schema::columns),
     components(schemas(dto::DatabaseInput, dto::DatabaseRecord, dto::DatabaseList, check::TestInput,
-                       check::TestResult, crate::error::Problem, crate::error::FieldError)),
+                       check::TestResult, crate::error::Problem, crate::error::FieldError,
+                       query::QueryInput, query::QueryOutput, query::StatementOutput,
+                       query::HistoryEntry, query::HistoryPage, schema::SchemaListing,
+                       schema::Table, schema::TableList, schema::Column, schema::ColumnList)),
     modifiers(&BearerAuth),
-    tags((name = "databases", description = "Database connections of a space"))
+    tags((name = "databases", description = "Database connections of a space"),
+         (name = "queries", description = "SQL through DBHub and the caller's query history"),
+         (name = "schema", description = "Schemas, tables and columns through DBHub"))
 )]
 pub struct ApiDoc;
 
@@ -82,6 +89,12 @@ mod tests {
             "/api/v1/databases/test",
             "/api/v1/databases/{id}",
             "/api/v1/databases/{id}/test",
+            "/api/v1/databases/{id}/query",
+            "/api/v1/databases/{id}/schema",
+            "/api/v1/databases/{id}/tables",
+            "/api/v1/databases/{id}/tables/{table}/columns",
+            "/api/v1/databases/{id}/history",
+            "/api/v1/query-history",
         ] {
             assert!(doc["paths"].get(p).is_some(), "{p} missing");
         }

@@ -2,6 +2,7 @@
 //! per DBHub endpoint + token is kept and reused; tool errors come back as typed [`McpError`]s
 //! (never as server errors), results as typed statements with rows in column order.
 
+pub mod hub;
 pub mod result;
 
 use std::time::Duration;
@@ -45,9 +46,19 @@ impl Session {
 
     /// Calls `tool` with `arguments`; the JSON DBHub put in its text content.
     pub async fn call(&self, tool: &str, arguments: Value) -> Result<Value, McpError> {
+        self.call_within(tool, arguments, self.timeout).await
+    }
+
+    /// As [`Session::call`], waiting at most `timeout`.
+    pub async fn call_within(
+        &self,
+        tool: &str,
+        arguments: Value,
+        timeout: Duration,
+    ) -> Result<Value, McpError> {
         let args = arguments.as_object().cloned().unwrap_or_default();
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
-        let res = tokio::time::timeout(self.timeout, self.service.call_tool(params))
+        let res = tokio::time::timeout(timeout, self.service.call_tool(params))
             .await
             .map_err(|_| McpError::Timeout)?
             .map_err(|e| result::service_error(tool, &e.to_string()))?;

@@ -151,9 +151,68 @@ pub fn clean_transport(text: &str) -> String {
     }
 }
 
+/// A DBHub or driver message made safe to show: URL credentials (`scheme://user:pass@`) are
+/// replaced, `password=…` values dropped, and the length capped.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    let mut cleaned = String::with_capacity(out.len());
+    let mut words = out.split(' ').peekable();
+    while let Some(w) = words.next() {
+        let lower = w.to_ascii_lowercase();
+        let cut = ["password=", "pwd=", "password:"]
+            .iter()
+            .find_map(|k| lower.find(k).map(|p| p + k.len()));
+        match cut {
+            Some(p) => {
+                cleaned.push_str(&w[..p]);
+                cleaned.push_str("***");
+            }
+            None => cleaned.push_str(w),
+        }
+        if words.peek().is_some() {
+            cleaned.push(' ');
+        }
+    }
+    cleaned.chars().take(2000).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_removes_url_credentials_and_password_values() {
+        assert_eq!(
+            redact("connect postgres://app:h0st%40le@db:5432/x failed"),
+            "connect postgres://***@db:5432/x failed"
+        );
+        assert_eq!(
+            redact("bad dsn 'mysql://u:p@ss:w/rd@h/db' and password=s3cret;x"),
+            "bad dsn 'mysql://***@h/db' and password=***"
+        );
+        assert_eq!(
+            redact("relation \"orders\" does not exist"),
+            "relation \"orders\" does not exist"
+        );
+        assert_eq!(redact("see http://host/path"), "see http://host/path");
+        assert_eq!(redact(&"x".repeat(5000)).len(), 2000);
+    }
 
     #[test]
     fn success_keeps_column_order_and_counts() {

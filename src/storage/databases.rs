@@ -85,7 +85,9 @@ const COUNT: &str =
 const UPDATE: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) \
     SET d += $fields, d.updated_at = $now RETURN d";
 const DELETE: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) \
-    WITH d, d.id AS id DETACH DELETE d RETURN id";
+    OPTIONAL MATCH (q:QueryExecution {tenant_id: $tenant_id, space_id: $space_id, database_id: $id}) \
+    WITH d, d.id AS id, collect(q) AS runs FOREACH (r IN runs | DETACH DELETE r) \
+    DETACH DELETE d RETURN id";
 const MIRROR_STATUS: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) \
     WHERE d.status <> $status OR d.status_message <> $message OR d.last_checked <> $checked \
     SET d.status = $status, d.status_message = $message, d.last_checked = $checked RETURN d.id AS id";

@@ -18,11 +18,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new files here.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "constraints",
-    text: include_str!("../../migrations/V0001__constraints.cypher"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "constraints",
+        text: include_str!("../../migrations/V0001__constraints.cypher"),
+    },
+    Migration {
+        version: 2,
+        name: "query_history",
+        text: include_str!("../../migrations/V0002__query_history.cypher"),
+    },
+];
 
 const APPLIED: &str =
     "MATCH (m:AetherDbhubMigration {version: $version}) RETURN m.checksum AS checksum";

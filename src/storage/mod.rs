@@ -3,6 +3,7 @@
 //! scans the sources for that).
 
 pub mod databases;
+pub mod history;
 pub mod migrate;
 pub mod spaces;
 

@@ -2,6 +2,7 @@
 //! minted for users seeded into the graph.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aether_dbhub::auth::Verifier;
 use aether_dbhub::config::AuthArgs;
@@ -64,6 +65,27 @@ pub async fn serve(namespace: &str, kube: kube::Client) -> ApiServer {
 
 /// As [`serve`], with the given host guard.
 pub async fn serve_with_guard(namespace: &str, kube: kube::Client, guard: HostGuard) -> ApiServer {
+    serve_full(namespace, kube, guard, None).await
+}
+
+/// As [`serve`], reaching every DBHub at `endpoint` (a loopback DBHub the test runs from the
+/// generated objects, since no kubelet runs here).
+pub async fn serve_with_dbhub(namespace: &str, kube: kube::Client, endpoint: &str) -> ApiServer {
+    serve_full(
+        namespace,
+        kube,
+        HostGuard::new(parse_list("127.0.0.0/8").unwrap(), Vec::new()),
+        Some(endpoint.to_string()),
+    )
+    .await
+}
+
+async fn serve_full(
+    namespace: &str,
+    kube: kube::Client,
+    guard: HostGuard,
+    dbhub_endpoint: Option<String>,
+) -> ApiServer {
     let auth = AuthArgs {
         jwt_issuers: ISSUER.into(),
         jwt_audience: String::new(),
@@ -80,8 +102,14 @@ pub async fn serve_with_guard(namespace: &str, kube: kube::Client, guard: HostGu
             namespace,
             aether_dbhub::kube::InstanceMode::PerSpace,
         ),
-        cache: aether_dbhub::kube::status_cache(kube, namespace),
+        cache: aether_dbhub::kube::status_cache(kube.clone(), namespace),
         guard: Arc::new(guard),
+        hubs: Arc::new(aether_dbhub::mcp::hub::Hubs::new(
+            kube,
+            namespace,
+            dbhub_endpoint,
+            std::time::Duration::from_secs(10),
+        )),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -217,5 +245,24 @@ pub fn personal<'a>(api: &'a ApiServer, p: &Person) -> Call<'a> {
         token: token(&p.sub),
         space_type: "personal",
         space_id: p.space.clone(),
+    }
+}
+
+/// Polls the record until its status is `want` (30 s).
+pub async fn wait_status(call: &Call<'_>, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = call
+            .send("GET", &format!("/api/v1/databases/{id}"), None)
+            .await;
+        assert_eq!(code, 200, "{body}");
+        if body["status"] == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never became {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

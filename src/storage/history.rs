@@ -1,0 +1,162 @@
+//! `(:QueryExecution)` nodes: one per query run through the API, linked to its Database
+//! (`-[:EXECUTED_ON]->`) and its User (`<-[:EXECUTED]-`). Read back only by the user who ran
+//! them, newest first, with a keyset cursor (`executed_ns`, `id`). Every query binds
+//! `$tenant_id` and `$space_id`.
+
+use neo4rs::query;
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Result, Store};
+use crate::storage::databases::Scope;
+
+/// One run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Run id (UUID).
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Space.
+    pub space_id: String,
+    /// The Database record.
+    pub database_id: String,
+    /// Its name at the time.
+    pub database_name: String,
+    /// Who ran it.
+    pub user_id: String,
+    /// The SQL as sent (capped at [`MAX_STATEMENT`] characters).
+    pub statement: String,
+    /// success, error or rejected (refused by the service before DBHub).
+    pub status: String,
+    /// Why it failed (empty on success; never a secret).
+    pub error: String,
+    /// Rows returned or affected.
+    pub row_count: i64,
+    /// Whether rows were cut by the row limit.
+    pub truncated: bool,
+    /// Wall time in milliseconds.
+    pub duration_ms: i64,
+    /// RFC 3339.
+    pub executed_at: String,
+    /// Nanoseconds since the epoch (ordering and cursor).
+    pub executed_ns: i64,
+}
+
+/// Longest statement kept in history.
+pub const MAX_STATEMENT: usize = 10_000;
+
+const RECORD: &str = "MATCH (d:Database {id: $database_id, tenant_id: $tenant_id, space_id: $space_id}) \
+    CREATE (q:QueryExecution {id: $id, tenant_id: $tenant_id, space_id: $space_id, database_id: $database_id, \
+    database_name: d.name, user_id: $user_id, statement: $statement, status: $status, error: $error, \
+    row_count: $row_count, truncated: $truncated, duration_ms: $duration_ms, executed_at: $executed_at, \
+    executed_ns: $executed_ns})-[:EXECUTED_ON]->(d) \
+    WITH q OPTIONAL MATCH (u:User {id: $user_id}) \
+    FOREACH (_ IN CASE WHEN u IS NULL THEN [] ELSE [1] END | MERGE (u)-[:EXECUTED]->(q)) \
+    RETURN q.id AS id";
+const LIST: &str = "MATCH (q:QueryExecution {tenant_id: $tenant_id, space_id: $space_id, user_id: $user_id}) \
+    WHERE ($database_id = '' OR q.database_id = $database_id) \
+    AND ($after_ns < 0 OR q.executed_ns < $after_ns OR (q.executed_ns = $after_ns AND q.id < $after_id)) \
+    RETURN q ORDER BY q.executed_ns DESC, q.id DESC LIMIT $limit";
+
+/// Where a page starts: after this run (exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// `executed_ns` of the last run seen.
+    pub executed_ns: i64,
+    /// Its id.
+    pub id: String,
+}
+
+impl Cursor {
+    /// Opaque text form (hex of `<ns>:<id>`).
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.executed_ns, self.id)
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Parses [`Cursor::encode`]'s output; None when it is not one.
+    pub fn decode(s: &str) -> Option<Self> {
+        if !s.len().is_multiple_of(2) || s.len() > 256 {
+            return None;
+        }
+        let bytes = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (ns, id) = text.split_once(':')?;
+        Some(Self {
+            executed_ns: ns.parse().ok().filter(|n| *n >= 0)?,
+            id: id.to_string(),
+        })
+    }
+}
+
+impl Store {
+    /// Records a run (nothing when the Database is not in the scope).
+    pub async fn record_execution(&self, e: &Execution) -> Result<()> {
+        let statement: String = e.statement.chars().take(MAX_STATEMENT).collect();
+        let q = query(RECORD)
+            .param("tenant_id", e.tenant_id.as_str())
+            .param("space_id", e.space_id.as_str())
+            .param("database_id", e.database_id.as_str())
+            .param("id", e.id.as_str())
+            .param("user_id", e.user_id.as_str())
+            .param("statement", statement)
+            .param("status", e.status.as_str())
+            .param("error", e.error.as_str())
+            .param("row_count", e.row_count)
+            .param("truncated", e.truncated)
+            .param("duration_ms", e.duration_ms)
+            .param("executed_at", e.executed_at.as_str())
+            .param("executed_ns", e.executed_ns);
+        let mut rows = self.graph.execute(q).await?;
+        rows.next().await?.ok_or(Error::NoRow)?;
+        Ok(())
+    }
+
+    /// Up to `limit` of `user_id`'s runs in the scope (on one database when `database_id` is
+    /// not empty), newest first, after `after`.
+    pub async fn list_executions(
+        &self,
+        s: &Scope<'_>,
+        user_id: &str,
+        database_id: &str,
+        after: Option<&Cursor>,
+        limit: i64,
+    ) -> Result<Vec<Execution>> {
+        let q = query(LIST)
+            .param("tenant_id", s.tenant_id)
+            .param("space_id", s.space_id)
+            .param("user_id", user_id)
+            .param("database_id", database_id)
+            .param("after_ns", after.map_or(-1, |c| c.executed_ns))
+            .param("after_id", after.map_or("", |c| c.id.as_str()))
+            .param("limit", limit);
+        let mut rows = self.graph.execute(q).await?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await? {
+            out.push(row.get::<Execution>("q").map_err(neo4rs::Error::from)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = Cursor {
+            executed_ns: 1_764_201_600_123_456_789,
+            id: "0b0f…-id".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for bad in ["", "zz", "abc", "3a", "2d313a78", &"00".repeat(200)] {
+            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+}
