@@ -81,7 +81,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let controllers = spawn_controllers(kube, &args.kube, &shutdown);
+    check_leader_args(&args.leader)?;
+    let controllers = crate::leader::spawn(
+        kube,
+        args.kube.scope(),
+        args.kube.namespace.clone(),
+        args.leader.clone(),
+        shutdown.clone(),
+    );
     // Migrations run beside the server (readiness fails while Neo4j is unreachable anyway);
     // one that cannot be applied stops the process.
     let (migrations, stop) = (app_store_for_migrations, shutdown.clone());
@@ -145,29 +152,56 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         .context("loading the Kubernetes configuration")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    check_leader_args(&args.leader)?;
     tracing::info!(scope = ?args.kube.scope(), "reconcilers starting");
-    spawn_controllers(kube, &args.kube, &shutdown)
+    let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .context("the reconcilers panicked")?;
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
+    let probes = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        crate::metrics::CONTENT_TYPE,
+                    )],
+                    crate::metrics::render(),
+                )
+            }),
+        );
+    let drain = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, probes)
+            .with_graceful_shutdown(async move { drain.cancelled().await })
+            .await
+    });
+    crate::leader::spawn(
+        kube,
+        args.kube.scope(),
+        args.kube.namespace.clone(),
+        args.leader.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .context("the reconcilers panicked")?;
+    shutdown.cancel();
+    let _ = server.await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Starts the reconcilers. They stop when `shutdown` is cancelled; should they stop on their
-/// own, the whole process is cancelled too, so nothing keeps serving half-alive.
-fn spawn_controllers(
-    kube: kube::Client,
-    args: &crate::config::KubeArgs,
-    shutdown: &CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let (scope, token) = (args.scope(), shutdown.clone());
-    tokio::spawn(async move {
-        dbhub_operator::controller::run_all(kube, scope, token.clone().cancelled_owned()).await;
-        if !token.is_cancelled() {
-            tracing::error!("the reconcilers stopped unexpectedly; shutting down");
-            token.cancel();
-        }
-    })
+fn check_leader_args(l: &crate::config::LeaderArgs) -> anyhow::Result<()> {
+    if l.enabled && l.grace >= l.duration {
+        anyhow::bail!(
+            "--leader-elect-grace ({}s) must be shorter than --leader-elect-duration ({}s)",
+            l.grace,
+            l.duration
+        );
+    }
+    Ok(())
 }
 
 async fn cancel_on_signal(token: CancellationToken) {

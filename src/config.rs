@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// DBHub settings.
     #[command(flatten)]
     pub dbhub: DbhubArgs,
+
+    /// Leader election for the embedded reconcilers.
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 }
 
 /// How the service reaches DBHub and what the instances it creates default to.
@@ -167,9 +171,53 @@ pub struct AuthArgs {
 /// Settings of `operator`.
 #[derive(Debug, Args)]
 pub struct OperatorArgs {
+    /// Address serving `/healthz` and `/metrics` while the reconcilers run alone.
+    #[arg(
+        long = "listen",
+        env = "AETHER_DBHUB_OPERATOR_LISTEN",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub listen: SocketAddr,
+
     /// Kubernetes settings.
     #[command(flatten)]
     pub kube: KubeArgs,
+
+    /// Leader election.
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+}
+
+/// Leader election: with several replicas, only the holder of a Lease reconciles.
+#[derive(Debug, Clone, Args)]
+pub struct LeaderArgs {
+    /// Reconcile only while holding the Lease (every replica still serves the API).
+    #[arg(long = "leader-elect", env = "AETHER_DBHUB_LEADER_ELECT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enabled: bool,
+
+    /// Name of the Lease (in `--namespace`).
+    #[arg(
+        long = "leader-elect-lease",
+        env = "AETHER_DBHUB_LEADER_ELECT_LEASE",
+        default_value = "aether-dbhub-leader"
+    )]
+    pub lease: String,
+
+    /// Seconds a Lease stays valid without renewal (a crashed leader is replaced after this).
+    #[arg(long = "leader-elect-duration", env = "AETHER_DBHUB_LEADER_ELECT_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub duration: u64,
+
+    /// Seconds before expiry the holder renews.
+    #[arg(long = "leader-elect-grace", env = "AETHER_DBHUB_LEADER_ELECT_GRACE", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub grace: u64,
+
+    /// This replica's identity in the Lease (default: the host name plus a random suffix).
+    #[arg(
+        long = "leader-elect-identity",
+        env = "AETHER_DBHUB_LEADER_ELECT_IDENTITY",
+        default_value = ""
+    )]
+    pub identity: String,
 }
 
 /// Settings of `migrate`.

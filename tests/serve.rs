@@ -26,20 +26,23 @@ fn drain(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
 
 impl Server {
     async fn start(neo4j_uri: &str) -> Self {
+        Self::start_with(neo4j_uri, &[]).await
+    }
+
+    /// Starts `serve` with `extra` environment on top of the defaults.
+    async fn start_with(neo4j_uri: &str, extra: &[(&str, String)]) -> Self {
         crate::support::crds::ensure_installed().await;
         let port = free_port();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
             .args(["--log-format", "json", "serve"])
             .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
             .env("AETHER_DBHUB_NEO4J_URI", neo4j_uri)
-            .env("AETHER_DBHUB_JWT_ISSUERS", "https://issuer.test")
-            .env(
-                "AETHER_DBHUB_JWT_HS256_SECRET",
-                "a-test-secret-that-is-long-enough-0123456789",
-            )
+            .env("AETHER_DBHUB_JWT_ISSUERS", crate::support::api::ISSUER)
+            .env("AETHER_DBHUB_JWT_HS256_SECRET", crate::support::api::SECRET)
             .env("KUBECONFIG", stack().get("KUBECONFIG"))
             // Its reconcilers watch a namespace of their own, away from other tests' objects.
             .env("AETHER_DBHUB_WATCH_NAMESPACE", unique("serve-scope"))
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -66,6 +69,16 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("aether-dbhub serve did not listen within 30s");
+    }
+
+    /// `/metrics` text.
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Sends SIGTERM and returns (exit success, stderr).
@@ -119,6 +132,40 @@ async fn serve_with_stack_up_is_ready_and_stops_cleanly_on_sigterm() {
         "a request id is created when absent"
     );
 
+    // A call in a space: its access log line carries the request id and the space id.
+    let graph = crate::support::api::graph();
+    let p = crate::support::api::person(&graph).await;
+    let listed = reqwest::Client::new()
+        .get(format!("{}/api/v1/databases", server.base))
+        .bearer_auth(crate::support::api::token(&p.sub))
+        .header("x-space-type", "personal")
+        .header("x-space-id", &p.space)
+        .header("x-request-id", "req-in-a-space")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let metrics = metrics.text().await.unwrap();
+    for series in [
+        "aether_dbhub_http_requests_total{method=\"GET\",route=\"/api/v1/databases\",status=\"200\"} 1",
+        "aether_dbhub_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1",
+        "dbhub_operator_leader 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} missing:\n{metrics}"
+        );
+    }
+
     let (ok, stderr) = server.terminate().await;
     assert!(ok, "exit status after SIGTERM; stderr:\n{stderr}");
     let lines: Vec<serde_json::Value> = stderr
@@ -132,6 +179,12 @@ async fn serve_with_stack_up_is_ready_and_stops_cleanly_on_sigterm() {
         "{stderr}"
     );
     assert!(lines.iter().any(|l| l["message"] == "stopped"), "{stderr}");
+    let access = lines
+        .iter()
+        .find(|l| l["span"]["request_id"] == "req-in-a-space")
+        .unwrap_or_else(|| panic!("no log line of the request:\n{stderr}"));
+    assert_eq!(access["span"]["space_id"], p.space.as_str(), "{access}");
+    assert_eq!(access["span"]["route"], "/api/v1/databases", "{access}");
 }
 
 #[tokio::test]
@@ -164,6 +217,7 @@ async fn operator_subcommand_reconciles_alone_and_stops_on_sigterm() {
     use dbhub_operator::crd::{Database, DatabasePhase};
     crate::support::crds::ensure_installed().await;
     let ns = crate::support::kube::TestNamespace::new("opalone").await;
+    let metrics_port = free_port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
         .args([
             "--log-format",
@@ -171,6 +225,8 @@ async fn operator_subcommand_reconciles_alone_and_stops_on_sigterm() {
             "operator",
             "--watch-namespace",
             &ns.name,
+            "--listen",
+            &format!("127.0.0.1:{metrics_port}"),
         ])
         .env("KUBECONFIG", stack().get("KUBECONFIG"))
         .stdin(Stdio::null())
@@ -197,6 +253,23 @@ async fn operator_subcommand_reconciles_alone_and_stops_on_sigterm() {
         Duration::from_secs(30),
     )
     .await;
+    // Its own /metrics shows the reconciles and the check it ran, and that it is reconciling.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("dbhub_operator_reconciles_total{controller=\"database\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "dbhub_operator_probe_duration_seconds_count{engine=\"sqlite\",outcome=\"ok\"}"
+        )
+    );
+    assert!(metrics.lines().any(|l| l == "dbhub_operator_leader 1"));
 
     let pid = child.id().unwrap().to_string();
     assert!(
@@ -211,5 +284,137 @@ async fn operator_subcommand_reconciles_alone_and_stops_on_sigterm() {
         .expect("exited")
         .unwrap();
     assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two `serve` replicas with `--leader-elect`: both serve the API, exactly one holds the Lease
+/// and reconciles; killed (no chance to release), the other takes over once the Lease expires
+/// and reconciles.
+#[tokio::test]
+async fn leader_election_one_replica_reconciles_and_the_other_takes_over() {
+    use dbhub_operator::crd::{Database, DatabasePhase};
+    use k8s_openapi::api::coordination::v1::Lease;
+    let ns = crate::support::kube::TestNamespace::new("leader").await;
+    let lease = unique("lease");
+    let (duration, grace) = (6u64, 2u64);
+    let env = |id: &str| {
+        vec![
+            ("AETHER_DBHUB_NAMESPACE", ns.name.clone()),
+            ("AETHER_DBHUB_WATCH_NAMESPACE", ns.name.clone()),
+            ("AETHER_DBHUB_LEADER_ELECT", "true".to_string()),
+            ("AETHER_DBHUB_LEADER_ELECT_LEASE", lease.clone()),
+            ("AETHER_DBHUB_LEADER_ELECT_DURATION", duration.to_string()),
+            ("AETHER_DBHUB_LEADER_ELECT_GRACE", grace.to_string()),
+            ("AETHER_DBHUB_LEADER_ELECT_IDENTITY", id.to_string()),
+        ]
+    };
+    let neo4j = stack().get("NEO4J_URI");
+    let mut replicas = vec![
+        (
+            "replica-a",
+            Server::start_with(neo4j, &env("replica-a")).await,
+        ),
+        (
+            "replica-b",
+            Server::start_with(neo4j, &env("replica-b")).await,
+        ),
+    ];
+    let leases: kube::Api<Lease> = ns.api();
+    let holder = |want: Option<&'static str>| {
+        let leases = leases.clone();
+        let lease = lease.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(3 * duration + 10);
+            loop {
+                let h = leases
+                    .get_opt(&lease)
+                    .await
+                    .unwrap()
+                    .and_then(|l| l.spec)
+                    .and_then(|s| s.holder_identity)
+                    .filter(|h| !h.is_empty());
+                if let Some(h) = h
+                    && want.is_none_or(|w| w == h)
+                {
+                    return h;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "lease holder never became {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let first = holder(None).await;
+    // Exactly one reconciles (the leader gauge), both serve.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut leading = Vec::new();
+        for (id, s) in &replicas {
+            if s.metrics()
+                .await
+                .lines()
+                .any(|l| l == "dbhub_operator_leader 1")
+            {
+                leading.push(*id);
+            }
+        }
+        if leading == [first.as_str()] {
+            break;
+        }
+        assert!(leading.len() <= 1, "two replicas reconcile: {leading:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the holder {first} never reconciled ({leading:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (_, s) in &replicas {
+        let ok = reqwest::get(format!("{}/healthz", s.base)).await.unwrap();
+        assert_eq!(ok.status(), 200);
+    }
+    let dbs: kube::Api<Database> = ns.api();
+    let dir = std::env::temp_dir().join(unique("leader"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["one", "two"] {
+        std::fs::File::create(dir.join(format!("{name}.db"))).unwrap();
+    }
+    let lite = |name: &str| serde_json::json!({"type": "sqlite", "database": dir.join(format!("{name}.db")).to_str().unwrap()});
+    crate::support::operator::database(&dbs, "one", lite("one")).await;
+    crate::support::operator::wait_phase(
+        &dbs,
+        "one",
+        DatabasePhase::Connected,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Kill the leader outright: it cannot release the Lease.
+    let at = replicas.iter().position(|(id, _)| *id == first).unwrap();
+    let (_, mut dead) = replicas.remove(at);
+    dead.child.start_kill().unwrap();
+    let _ = dead.child.wait().await;
+    let killed = Instant::now();
+    let (other, survivor) = &replicas[0];
+    let other: &'static str = other;
+    holder(Some(other)).await;
+    let took = killed.elapsed();
+    println!("takeover {took:?} after the leader was killed (lease {duration}s, grace {grace}s)");
+    crate::support::operator::database(&dbs, "two", lite("two")).await;
+    crate::support::operator::wait_phase(
+        &dbs,
+        "two",
+        DatabasePhase::Connected,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        survivor
+            .metrics()
+            .await
+            .lines()
+            .any(|l| l == "dbhub_operator_leader 1")
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -6,4 +6,5 @@ pub mod controller;
 pub mod crd;
 pub mod dbhub_config;
 pub mod dsn;
+pub mod metrics;
 pub mod probe;

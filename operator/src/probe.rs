@@ -66,10 +66,16 @@ pub async fn probe(spec: &DatabaseSpec, creds: Option<&Credentials>) -> Result<P
     let timeout = Duration::from_secs(spec.connection_timeout.max(1) as u64);
     let secrets = creds.map(Credentials::secrets).unwrap_or_default();
     let started = Instant::now();
-    let version = tokio::time::timeout(timeout, connect_and_query(spec, creds))
+    let result = tokio::time::timeout(timeout, connect_and_query(spec, creds))
         .await
-        .map_err(|_| ProbeError::Timeout(timeout.as_secs()))?
-        .map_err(|e| e.cleaned(&secrets))?;
+        .map_err(|_| ProbeError::Timeout(timeout.as_secs()))
+        .and_then(|r| r.map_err(|e| e.cleaned(&secrets)));
+    let engine = serde_json::to_value(spec.db_type)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    crate::metrics::probe(&engine, result.is_ok(), started.elapsed().as_secs_f64());
+    let version = result?;
     Ok(Probed {
         server_version: version,
         latency: started.elapsed(),

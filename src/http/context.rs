@@ -98,12 +98,15 @@ impl FromRequestParts<AppState> for SpaceContext {
                 tenant_id,
                 user_id,
                 role,
-            } => Ok(Self {
-                user_id,
-                space_id,
-                tenant_id,
-                role: role.to_ascii_lowercase(),
-            }),
+            } => {
+                tracing::Span::current().record("space_id", space_id.as_str());
+                Ok(Self {
+                    user_id,
+                    space_id,
+                    tenant_id,
+                    role: role.to_ascii_lowercase(),
+                })
+            }
             Resolution::NotMember => Err(ApiError::Forbidden(
                 "you are not a member of this space".into(),
             )),

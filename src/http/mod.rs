@@ -68,11 +68,72 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/docs",
             <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
         ))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        crate::metrics::CONTENT_TYPE,
+                    )],
+                    crate::metrics::render(),
+                )
+            }),
+        )
         .with_state(state)
         .layer(middleware::from_fn(request_id_scope))
+        .layer(middleware::from_fn(track))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                ),
+        )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// The span every request's logs carry: method, route, request id and (once resolved) the
+/// space id. The path's query string is left out.
+fn request_span(req: &Request) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(req.uri().path(), |p| p.as_str());
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = %route,
+        request_id = %request_id,
+        space_id = tracing::field::Empty,
+    )
+}
+
+/// Counts the request by method, matched route and status, and times it.
+async fn track(req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    crate::metrics::http(
+        &method,
+        &route,
+        res.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    res
 }
 
 /// Makes the request id available to error bodies (`request_id`).

@@ -276,6 +276,33 @@ impl Hubs {
         args: Value,
         extra: Duration,
     ) -> Result<Value, HubError> {
+        let started = std::time::Instant::now();
+        let out = self.call_once(instance, cr, tool, args, extra).await;
+        let outcome = match &out {
+            Ok(_) => "ok",
+            Err(HubError::NotServed(_) | HubError::Kube(_)) => "not_served",
+            Err(HubError::Mcp(McpError::Tool { .. })) => "tool_error",
+            Err(HubError::Mcp(McpError::Unavailable(_))) => "unavailable",
+            Err(HubError::Mcp(McpError::Timeout)) => "timeout",
+            Err(HubError::Mcp(McpError::UnknownTool(_))) => "unknown_tool",
+            Err(HubError::Mcp(McpError::Protocol(_))) => "protocol",
+        };
+        let name = match tool {
+            Tool::Execute => "execute_sql",
+            Tool::Search => "search_objects",
+        };
+        crate::metrics::mcp(name, outcome, started.elapsed().as_secs_f64());
+        out
+    }
+
+    async fn call_once(
+        &self,
+        instance: &str,
+        cr: &str,
+        tool: Tool,
+        args: Value,
+        extra: Duration,
+    ) -> Result<Value, HubError> {
         for attempt in 0..2 {
             let target = self.target(instance, cr).await?;
             let name = match tool {

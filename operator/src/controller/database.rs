@@ -101,6 +101,10 @@ enum Outcome {
 }
 
 async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
+    crate::metrics::reconcile("database", reconcile_once(db, ctx)).await
+}
+
+async fn reconcile_once(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
     let ns = db.namespace().ok_or(Error::NoNamespace)?;
     let key = format!("{ns}/{}", db.name_any());
     let outcome = check(&db, &ctx.client).await?;

@@ -157,6 +157,10 @@ fn select(ctx: &Context, inst: &DBHubInstance) -> Selection {
 }
 
 async fn reconcile(inst: Arc<DBHubInstance>, ctx: Arc<Context>) -> Result<Action> {
+    crate::metrics::reconcile("dbhubinstance", reconcile_once(inst, ctx)).await
+}
+
+async fn reconcile_once(inst: Arc<DBHubInstance>, ctx: Arc<Context>) -> Result<Action> {
     let ns = inst.namespace().ok_or(Error::NoNamespace)?;
     let name = inst.name_any();
     let mut sel = select(&ctx, &inst);

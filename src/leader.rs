@@ -1,0 +1,136 @@
+//! Running the reconcilers, alone or under leader election (kube-lease-manager): with
+//! `--leader-elect` every replica serves the API, but only the holder of the Lease reconciles.
+//! Losing the Lease stops the reconcilers at once; shutting down releases it so another
+//! replica takes over without waiting for it to expire.
+
+use dbhub_operator::controller::{Scope, run_all};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::LeaderArgs;
+
+/// Starts the reconcilers. They stop when `shutdown` is cancelled; should they (or the lease
+/// manager) stop on their own, `shutdown` is cancelled too, so nothing keeps running half-alive.
+pub fn spawn(
+    kube: kube::Client,
+    scope: Scope,
+    namespace: String,
+    leader: LeaderArgs,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !leader.enabled {
+            reconcile(kube, scope, shutdown.clone()).await;
+            if !shutdown.is_cancelled() {
+                tracing::error!("the reconcilers stopped unexpectedly; shutting down");
+                shutdown.cancel();
+            }
+            return;
+        }
+        lead_then_reconcile(kube, scope, &namespace, &leader, shutdown).await;
+    })
+}
+
+async fn reconcile(kube: kube::Client, scope: Scope, stop: CancellationToken) {
+    dbhub_operator::metrics::set_leader(true);
+    run_all(kube, scope, stop.cancelled_owned()).await;
+    dbhub_operator::metrics::set_leader(false);
+}
+
+/// This replica's identity: the configured one, or host name + random suffix (a restarted pod
+/// keeps its name, but must not be mistaken for its previous life).
+pub fn identity(configured: &str) -> String {
+    if !configured.trim().is_empty() {
+        return configured.trim().to_string();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "aether-dbhub".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
+
+async fn lead_then_reconcile(
+    kube: kube::Client,
+    scope: Scope,
+    namespace: &str,
+    leader: &LeaderArgs,
+    shutdown: CancellationToken,
+) {
+    let me = identity(&leader.identity);
+    let manager = loop {
+        let built = LeaseManagerBuilder::new(kube.clone(), &leader.lease)
+            .with_namespace(namespace)
+            .with_identity(&me)
+            .with_duration(leader.duration)
+            .with_grace(leader.grace)
+            .build()
+            .await;
+        match built {
+            Ok(m) => break m,
+            Err(e) => {
+                tracing::warn!(error = %e, lease = %leader.lease, "cannot use the leader Lease yet; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(identity = %me, lease = %leader.lease, "waiting for the leader lease");
+    let (mut lease, task) = manager.watch().await;
+    loop {
+        let acquired = tokio::select! {
+            () = shutdown.cancelled() => break,
+            ok = async { lease.wait_for(|held| *held).await.is_ok() } => ok,
+        };
+        if !acquired {
+            tracing::error!("the lease manager stopped; shutting down");
+            shutdown.cancel();
+            break;
+        }
+        tracing::info!(identity = %me, lease = %leader.lease, "acquired the leader lease; reconciling");
+        let stop = shutdown.child_token();
+        let mut running = tokio::spawn(reconcile(kube.clone(), scope.clone(), stop.clone()));
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                stop.cancel();
+                let _ = running.await;
+                break;
+            }
+            ok = async { lease.wait_for(|held| !*held).await.is_ok() } => {
+                tracing::warn!(identity = %me, "lost the leader lease; stopping the reconcilers");
+                stop.cancel();
+                let _ = running.await;
+                if !ok {
+                    shutdown.cancel();
+                    break;
+                }
+            }
+            _ = &mut running => {
+                tracing::error!("the reconcilers stopped unexpectedly; shutting down");
+                shutdown.cancel();
+                break;
+            }
+        }
+    }
+    // Closing the channel makes the manager release the Lease.
+    drop(lease);
+    match task.await {
+        Ok(Ok(_)) => tracing::info!(identity = %me, "released the leader lease"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not release the leader lease"),
+        Err(e) => tracing::warn!(error = %e, "the lease manager panicked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identities_are_unique_unless_configured() {
+        assert_eq!(super::identity(" pod-a "), "pod-a");
+        assert_ne!(super::identity(""), super::identity(""));
+    }
+}

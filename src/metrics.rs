@@ -1,0 +1,140 @@
+//! Prometheus metrics of the service (`GET /metrics`, OpenMetrics text): HTTP requests by route
+//! and status, DBHub (MCP) call latency by tool and outcome, plus the embedded reconcilers'
+//! metrics (reconciles, errors, duration, connection-check latency, leadership).
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `method`, `route` (the matched route template, never the raw path), `status`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabel {
+    /// GET, POST, …
+    pub method: String,
+    /// e.g. `/api/v1/databases/{id}`; `unmatched` for unknown paths.
+    pub route: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// `method`, `route`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// GET, POST, …
+    pub method: String,
+    /// The matched route template.
+    pub route: String,
+}
+
+/// `tool` (execute_sql | search_objects), `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct McpLabel {
+    /// Base tool name (without the source suffix: ids must not become label values).
+    pub tool: String,
+    /// ok, tool_error, unavailable, timeout, unknown_tool, protocol, not_served.
+    pub outcome: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+struct Metrics {
+    requests: Family<HttpLabel, Counter>,
+    duration: Histograms<RouteLabel>,
+    mcp: Histograms<McpLabel>,
+}
+
+fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| Metrics {
+        requests: Family::default(),
+        duration: Family::new_with_constructor(seconds),
+        mcp: Family::new_with_constructor(seconds),
+    })
+}
+
+/// Records one HTTP request.
+pub fn http(method: &str, route: &str, status: u16, seconds: f64) {
+    let m = metrics();
+    m.requests
+        .get_or_create(&HttpLabel {
+            method: method.into(),
+            route: route.into(),
+            status,
+        })
+        .inc();
+    m.duration
+        .get_or_create(&RouteLabel {
+            method: method.into(),
+            route: route.into(),
+        })
+        .observe(seconds);
+}
+
+/// Records one DBHub tool call.
+pub fn mcp(tool: &str, outcome: &str, seconds: f64) {
+    metrics()
+        .mcp
+        .get_or_create(&McpLabel {
+            tool: tool.into(),
+            outcome: outcome.into(),
+        })
+        .observe(seconds);
+}
+
+/// Everything, in the OpenMetrics text format.
+pub fn render() -> String {
+    let m = metrics();
+    let mut reg = Registry::default();
+    reg.register(
+        "aether_dbhub_http_requests",
+        "HTTP requests served, by method, route and status",
+        m.requests.clone(),
+    );
+    reg.register(
+        "aether_dbhub_http_request_duration_seconds",
+        "HTTP request latency, by method and route",
+        m.duration.clone(),
+    );
+    reg.register(
+        "aether_dbhub_mcp_call_duration_seconds",
+        "DBHub (MCP) tool call latency, by tool and outcome",
+        m.mcp.clone(),
+    );
+    dbhub_operator::metrics::register(&mut reg);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &reg)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_and_mcp_series_are_rendered_with_route_templates() {
+        http("GET", "/api/v1/databases/{id}", 404, 0.002);
+        mcp("execute_sql", "ok", 0.01);
+        let text = render();
+        assert!(
+            text.contains("aether_dbhub_http_requests_total{method=\"GET\",route=\"/api/v1/databases/{id}\",status=\"404\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "aether_dbhub_mcp_call_duration_seconds_count{tool=\"execute_sql\",outcome=\"ok\"} 1"
+        ));
+        assert!(text.contains("dbhub_operator_reconciles"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
