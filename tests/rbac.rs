@@ -84,11 +84,16 @@ async fn rbac_shipped_role_is_enough_for_api_and_reconcilers_and_no_more() {
     let scope = Scope {
         namespace: Some(ns.name.clone()),
     };
-    tokio::spawn(dbhub_operator::controller::run_all(
-        sa.clone(),
-        scope,
-        stop.clone().cancelled_owned(),
-    ));
+    // Under leader election, as in a multi-replica install: the Lease is RBAC-checked too.
+    let leader = aether_dbhub::config::LeaderArgs {
+        enabled: true,
+        lease: "aether-dbhub-leader".into(),
+        duration: 15,
+        grace: 5,
+        identity: String::new(),
+    };
+    let reconcilers =
+        aether_dbhub::leader::spawn(sa.clone(), scope, ns.name.clone(), leader, stop.clone());
     let server = api::serve(&ns.name, sa.clone()).await;
     let graph = api::graph();
     let owner = person(&graph).await;
@@ -159,6 +164,24 @@ async fn rbac_shipped_role_is_enough_for_api_and_reconcilers_and_no_more() {
         forbidden.is_empty(),
         "RBAC refused the code something it needed:\n{}",
         forbidden.join("\n")
+    );
+    // The Lease was taken under this role and is released on shutdown.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
+    let held = leases.get("aether-dbhub-leader").await.unwrap();
+    assert!(
+        held.spec
+            .and_then(|s| s.holder_identity)
+            .is_some_and(|h| !h.is_empty())
+    );
+    stop.cancel();
+    reconcilers.await.unwrap();
+    let released = leases.get("aether-dbhub-leader").await.unwrap();
+    assert!(
+        released
+            .spec
+            .and_then(|s| s.holder_identity)
+            .is_none_or(|h| h.is_empty()),
+        "the Lease is released on shutdown"
     );
 
     // Verbs the code does not need are refused.
