@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod chart;
 mod crds;
 mod database_controller;
 mod dbhubinstance_controller;

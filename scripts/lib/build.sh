@@ -9,11 +9,13 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 NEO4J_VERSION=${NEO4J_VERSION:-5.26.30}
 DBHUB_VERSION=${DBHUB_VERSION:-1.4.0}
 NODE22_VERSION=${NODE22_VERSION:-22.23.3}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
 
 kube_dir() { echo "$CACHE/kube-$KUBE_VERSION"; }
 etcd_dir() { echo "$CACHE/etcd-$ETCD_VERSION"; }
 neo4j_dir() { echo "$CACHE/neo4j-$NEO4J_VERSION"; }
 dbhub_dir() { echo "$CACHE/dbhub-$DBHUB_VERSION-node-$NODE22_VERSION"; }
+helm_dir() { echo "$CACHE/helm-$HELM_VERSION"; }
 
 need() { command -v "$1" >/dev/null 2>&1 || die "missing '$1': $2"; }
 
@@ -71,6 +73,26 @@ build_etcd() {
     export CGO_ENABLED=0 GOFLAGS=-mod=mod
     go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3
   ) || die "building etcd $ETCD_VERSION failed (see the output above)"
+  rm -rf "$src"
+}
+
+# Helm (to render the chart in tests) from the Go module proxy; ~3 min cold.
+build_helm() {
+  local dir bin
+  dir=$(helm_dir); bin="$dir/bin"
+  if [ -x "$bin/helm" ]; then return 0; fi
+  need go "install Go (>= 1.26) to build Helm from the Go module proxy"
+  log "building helm $HELM_VERSION from the Go module proxy"
+  local src="$dir/src"
+  rm -rf "$src"; mkdir -p "$src" "$bin"
+  (
+    cd "$src" || exit 1
+    go mod init aether-dbhub.local/helmbuild >/dev/null 2>&1
+    go mod edit -require="helm.sh/helm/v3@$HELM_VERSION"
+    export CGO_ENABLED=0 GOFLAGS=-mod=mod
+    go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+      -o "$bin/helm" helm.sh/helm/v3/cmd/helm
+  ) || die "building helm $HELM_VERSION failed (see the output above)"
   rm -rf "$src"
 }
 
@@ -139,4 +161,5 @@ build_all() {
   build_neo4j
   build_etcd
   build_kube
+  build_helm
 }

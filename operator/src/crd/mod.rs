@@ -35,16 +35,25 @@ pub fn yaml() -> Result<String, serde_saphyr::ser::Error> {
 mod tests {
     use super::*;
 
-    /// The committed YAML under operator/config/crd/ must match the types. Regenerate with
-    /// `AETHER_DBHUB_BLESS=1 cargo test -p dbhub-operator committed_crd_yaml`.
+    /// The committed YAML under operator/config/crd/ and the Helm chart's crds/ must match the
+    /// types. Regenerate with `AETHER_DBHUB_BLESS=1 cargo test -p dbhub-operator committed_crd_yaml`.
     #[test]
     fn committed_crd_yaml_matches_types() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/crd/bases");
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for dir in [
+            here.join("config/crd/bases"),
+            here.join("charts/aether-dbhub/crds"),
+        ] {
+            committed_in(&dir);
+        }
+    }
+
+    fn committed_in(dir: &std::path::Path) {
         for crd in all() {
             let file = dir.join(format!("{}.yaml", crd.metadata.name.as_deref().unwrap()));
             let fresh = format!("---\n{}", serde_saphyr::to_string(&crd).unwrap());
             if std::env::var_os("AETHER_DBHUB_BLESS").is_some() {
-                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::create_dir_all(dir).unwrap();
                 std::fs::write(&file, &fresh).unwrap();
             }
             let committed = std::fs::read_to_string(&file).unwrap_or_default();
