@@ -8,6 +8,7 @@ mod chart;
 mod crds;
 mod database_controller;
 mod dbhubinstance_controller;
+mod dev;
 mod mcp;
 mod packaging;
 mod queries;

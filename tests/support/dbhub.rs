@@ -7,11 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use dbhub_operator::controller::dbhubinstance::CONFIG_KEY;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::Api;
-
 use super::kube::TestNamespace;
 use super::{stack, unique};
 
@@ -122,52 +117,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Everything a container of the Deployment would get: its args and env (Secrets resolved),
-/// and the ConfigMap as the mounted file.
-pub struct PodView {
-    /// Container args.
-    pub args: Vec<String>,
-    /// Container env, Secret references resolved.
-    pub env: BTreeMap<String, String>,
-    /// The mounted dbhub.toml.
-    pub config: String,
-}
+pub use aether_dbhub::localpod::PodView;
 
 /// What the Deployment of `inst` would give its container.
 pub async fn pod_view(ns: &TestNamespace, inst: &str) -> PodView {
-    let dep = ns.api::<Deployment>().get(inst).await.unwrap();
-    let container = dep
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .remove(0);
-    let secrets: Api<Secret> = ns.api();
-    let mut env = BTreeMap::new();
-    for e in container.env.unwrap_or_default() {
-        let value = match (e.value, e.value_from) {
-            (Some(v), _) => v,
-            (None, Some(from)) => {
-                let r = from.secret_key_ref.expect("env from a Secret");
-                let s = secrets.get(&r.name).await.unwrap();
-                String::from_utf8(s.data.unwrap()[&r.key].0.clone()).unwrap()
-            }
-            _ => panic!("env {} has no value", e.name),
-        };
-        env.insert(e.name, value);
-    }
-    let cm = ns
-        .api::<ConfigMap>()
-        .get(&format!("{inst}-config"))
+    aether_dbhub::localpod::pod_view(ns.client.clone(), &ns.name, inst)
         .await
-        .unwrap();
-    PodView {
-        args: container.args.unwrap_or_default(),
-        env,
-        config: cm.data.unwrap()[CONFIG_KEY].clone(),
-    }
+        .expect("the instance's objects")
 }
 
 /// Starts DBHub as the container would, on loopback: same args except the listen address,
@@ -182,17 +138,6 @@ pub async fn run_pod_on(view: &PodView, port: u16) -> DbHub {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("dbhub.toml");
     std::fs::write(&config, &view.config).unwrap();
-    let mut args = view.args.clone();
-    for (flag, value) in [
-        ("--port", port.to_string()),
-        ("--config", config.to_str().unwrap().to_string()),
-        ("--host", "127.0.0.1".into()),
-    ] {
-        let i = args
-            .iter()
-            .position(|a| a == flag)
-            .unwrap_or_else(|| panic!("container args lack {flag}"));
-        args[i + 1] = value;
-    }
+    let args = aether_dbhub::localpod::loopback_args(view, port, &config).unwrap();
     DbHub::spawn(&args, port, &dir.join("dbhub.log"), &view.env).await
 }
