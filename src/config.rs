@@ -80,7 +80,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AETHER_DBHUB_HOST_DENY_CIDRS", default_value = "", value_parser = parse_cidrs)]
     pub host_deny_cidrs: CidrList,
 
-    /// DBHub instance layout.
+    /// DBHub instance layout: per-space (one DBHubInstance per Aether space) or shared (one for all).
     #[arg(long, env = "AETHER_DBHUB_INSTANCE_MODE", value_enum, default_value_t = InstanceMode::PerSpace)]
     pub instance_mode: InstanceMode,
 
@@ -294,6 +294,66 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("expected whole seconds: {e}"))
 }
 
+/// The configuration as a Markdown table (flag, environment variable, default, subcommands,
+/// description), generated from the clap definitions: the README embeds it.
+pub fn config_table() -> String {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut rows: Vec<(String, String, String, Vec<String>, String)> = Vec::new();
+    let mut visit = |c: &clap::Command, name: &str| {
+        for arg in c.get_arguments() {
+            let Some(env) = arg.get_env() else { continue };
+            let env = env.to_string_lossy().into_owned();
+            if let Some(row) = rows.iter_mut().find(|r| r.1 == env) {
+                if !row.3.contains(&name.to_string()) {
+                    row.3.push(name.to_string());
+                }
+                continue;
+            }
+            let flag = arg
+                .get_long()
+                .map(|l| format!("`--{l}`"))
+                .unwrap_or_default();
+            let default = if arg.is_hide_default_value_set() {
+                String::new()
+            } else {
+                arg.get_default_values()
+                    .iter()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let help = arg
+                .get_long_help()
+                .or_else(|| arg.get_help())
+                .map(|h| h.to_string().replace('\n', " "))
+                .unwrap_or_default();
+            rows.push((flag, env, default, vec![name.to_string()], help));
+        }
+    };
+    visit(&cmd, "all");
+    for sub in cmd.get_subcommands() {
+        visit(sub, sub.get_name());
+    }
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut out = String::from(
+        "| flag | environment | default | used by | what it does |\n|---|---|---|---|---|\n",
+    );
+    for (flag, env, default, used, help) in rows {
+        let default = if default.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`", cell(&default))
+        };
+        out.push_str(&format!(
+            "| {flag} | `{env}` | {default} | {} | {} |\n",
+            used.join(", "),
+            cell(&help)
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +384,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The README's configuration table is generated from this struct. Regenerate with
+    /// `AETHER_DBHUB_BLESS=1 cargo test --lib readme_configuration_table`.
+    #[test]
+    fn readme_configuration_table_matches_the_cli() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let (start, end) = ("<!-- config-table:start -->\n", "<!-- config-table:end -->");
+        let a = readme
+            .find(start)
+            .expect("README has the config-table markers")
+            + start.len();
+        let b = readme.find(end).unwrap();
+        let fresh = config_table();
+        if std::env::var_os("AETHER_DBHUB_BLESS").is_some() {
+            let updated = format!("{}{fresh}{}", &readme[..a], &readme[b..]);
+            std::fs::write(path, updated).unwrap();
+            return;
+        }
+        assert!(
+            readme[a..b] == fresh,
+            "README's configuration table is stale: AETHER_DBHUB_BLESS=1 cargo test --lib readme_configuration_table"
+        );
     }
 
     /// `.env.sample` lists exactly the variables the CLI reads.

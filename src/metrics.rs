@@ -134,7 +134,10 @@ mod tests {
         assert!(text.contains(
             "aether_dbhub_mcp_call_duration_seconds_count{tool=\"execute_sql\",outcome=\"ok\"} 1"
         ));
-        assert!(text.contains("dbhub_operator_reconciles"));
+        assert!(
+            text.contains("dbhub_operator_leader"),
+            "the operator's metrics are included"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }
