@@ -160,18 +160,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
     let probes = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route(
-            "/metrics",
-            axum::routing::get(|| async {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        crate::metrics::CONTENT_TYPE,
-                    )],
-                    crate::metrics::render(),
-                )
-            }),
-        );
+        .route("/metrics", axum::routing::get(crate::metrics::handler));
     let drain = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, probes)

@@ -313,10 +313,25 @@ pub fn cached_status(
 /// A reflector of the Database CRs in `namespace`, kept current by a background watch (the
 /// API reads status from it instead of calling the apiserver per request).
 pub fn status_cache(client: Client, namespace: &str) -> Store<Database> {
+    watch_cache(client, namespace)
+}
+
+/// A reflector of the `K`s in `namespace`, kept current by a background watch.
+pub fn watch_cache<K>(client: Client, namespace: &str) -> Store<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (reader, writer) = reflector::store();
-    let api: Api<Database> = Api::namespaced(client, namespace);
+    let api: Api<K> = Api::namespaced(client, namespace);
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)

@@ -118,6 +118,11 @@ pub fn render() -> String {
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The `GET /metrics` handler (the API's router and the operator's probe server share it).
+pub async fn handler() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], render())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

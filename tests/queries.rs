@@ -106,11 +106,19 @@ fn assert_no_password(what: &str, text: &str) {
     );
 }
 
-#[tokio::test]
-async fn queries_postgres_end_to_end_with_schema_history_and_isolation() {
+/// A test namespace with the reconcilers and the API, which reaches DBHub on the returned
+/// loopback port (where the test later runs it from the generated objects).
+async fn setup(
+    prefix: &str,
+) -> (
+    TestNamespace,
+    crate::support::operator::Running,
+    crate::support::api::ApiServer,
+    u16,
+) {
     logs::capture();
-    let ns = TestNamespace::new("qpg").await;
-    let _ctl = crate::support::operator::start(&ns.name).await;
+    let ns = TestNamespace::new(prefix).await;
+    let ctl = crate::support::operator::start(&ns.name).await;
     let port = free_port();
     let server = serve_with_dbhub(
         &ns.name,
@@ -118,6 +126,12 @@ async fn queries_postgres_end_to_end_with_schema_history_and_isolation() {
         &format!("http://127.0.0.1:{port}/mcp"),
     )
     .await;
+    (ns, ctl, server, port)
+}
+
+#[tokio::test]
+async fn queries_postgres_end_to_end_with_schema_history_and_isolation() {
+    let (ns, _ctl, server, port) = setup("qpg").await;
     let graph = api::graph();
     let owner = person(&graph).await;
     let call = personal(&server, &owner);
@@ -493,16 +507,7 @@ async fn queries_postgres_end_to_end_with_schema_history_and_isolation() {
 
 #[tokio::test]
 async fn queries_mariadb_readonly_in_depth_and_writes_by_role() {
-    logs::capture();
-    let ns = TestNamespace::new("qmaria").await;
-    let _ctl = crate::support::operator::start(&ns.name).await;
-    let port = free_port();
-    let server = serve_with_dbhub(
-        &ns.name,
-        ns.client.clone(),
-        &format!("http://127.0.0.1:{port}/mcp"),
-    )
-    .await;
+    let (ns, _ctl, server, port) = setup("qmaria").await;
     let graph = api::graph();
     let (owner, member, viewer) = (
         person(&graph).await,
@@ -640,4 +645,59 @@ async fn queries_mariadb_readonly_in_depth_and_writes_by_role() {
         .execute(&mut conn)
         .await
         .unwrap();
+}
+
+/// `--instance-mode shared`: one DBHubInstance `dbhub` serves every space (tools suffixed per
+/// source); each user reaches only their own database through it.
+#[tokio::test]
+async fn queries_through_a_shared_instance_stay_within_each_space() {
+    logs::capture();
+    let ns = TestNamespace::new("qshared").await;
+    let _ctl = crate::support::operator::start(&ns.name).await;
+    let port = free_port();
+    let server = crate::support::api::serve_shared(
+        &ns.name,
+        ns.client.clone(),
+        &format!("http://127.0.0.1:{port}/mcp"),
+    )
+    .await;
+    let graph = api::graph();
+    let (alice, bob) = (person(&graph).await, person(&graph).await);
+    let (a, b) = (personal(&server, &alice), personal(&server, &bob));
+    let a_id = register(&a, pg_body("alice-db", json!({}))).await;
+    let b_id = register(&b, pg_body("bob-db", json!({}))).await;
+    wait_served(&ns, "dbhub", &[cr_of(&a_id), cr_of(&b_id)]).await;
+    assert_eq!(
+        ns.api::<DBHubInstance>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1,
+        "one instance for every space"
+    );
+    let _hub = run_pod_on(&pod_view(&ns, "dbhub").await, port).await;
+    for (call, id) in [(&a, &a_id), (&b, &b_id)] {
+        let (code, out) = query(call, id, json!({"query": "SELECT current_user AS who"})).await;
+        assert_eq!(code, 200, "{out}");
+        assert_eq!(out["rows"][0]["who"], stack().get("STACK_DB_USER"));
+    }
+    let (code, _) = query(&a, &b_id, json!({"query": "SELECT 1"})).await;
+    assert_eq!(
+        code, 404,
+        "another space's database through the shared instance"
+    );
+    // The shared instance stays when a space's last database goes.
+    let (code, _) = a
+        .send("DELETE", &format!("/api/v1/databases/{a_id}"), None)
+        .await;
+    assert_eq!(code, 204);
+    assert!(
+        ns.api::<DBHubInstance>()
+            .get_opt("dbhub")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

@@ -68,18 +68,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/docs",
             <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
         ))
-        .route(
-            "/metrics",
-            axum::routing::get(|| async {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        crate::metrics::CONTENT_TYPE,
-                    )],
-                    crate::metrics::render(),
-                )
-            }),
-        )
+        .route("/metrics", axum::routing::get(crate::metrics::handler))
         .with_state(state)
         .layer(middleware::from_fn(request_id_scope))
         .layer(middleware::from_fn(track))

@@ -112,7 +112,7 @@ impl Hubs {
         timeout: Duration,
     ) -> Self {
         Self {
-            instances: instance_cache(client.clone(), namespace),
+            instances: crate::kube::watch_cache(client.clone(), namespace),
             client,
             namespace: namespace.into(),
             endpoint_override: endpoint_override.filter(|s| !s.trim().is_empty()),
@@ -338,20 +338,6 @@ fn kube_reason(e: &kube::Error) -> String {
         kube::Error::Api(s) => format!("Kubernetes answered {} {}", s.code, s.reason),
         _ => "Kubernetes API unreachable".into(),
     }
-}
-
-/// A reflector of the DBHubInstances in `namespace`.
-fn instance_cache(client: Client, namespace: &str) -> Store<DBHubInstance> {
-    use futures::StreamExt;
-    use kube::runtime::{WatchStreamExt, reflector, watcher};
-    let (reader, writer) = reflector::store();
-    let api: Api<DBHubInstance> = Api::namespaced(client, namespace);
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects();
-    tokio::spawn(stream.for_each(|_| std::future::ready(())));
-    reader
 }
 
 #[cfg(test)]

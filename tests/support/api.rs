@@ -8,6 +8,7 @@ use aether_dbhub::auth::Verifier;
 use aether_dbhub::config::AuthArgs;
 use aether_dbhub::hostguard::{HostGuard, parse_list};
 use aether_dbhub::http::{AppState, router};
+use aether_dbhub::kube::InstanceMode;
 use aether_dbhub::storage::Store;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
@@ -65,7 +66,7 @@ pub async fn serve(namespace: &str, kube: kube::Client) -> ApiServer {
 
 /// As [`serve`], with the given host guard.
 pub async fn serve_with_guard(namespace: &str, kube: kube::Client, guard: HostGuard) -> ApiServer {
-    serve_full(namespace, kube, guard, None).await
+    serve_full(namespace, kube, guard, None, InstanceMode::PerSpace).await
 }
 
 /// As [`serve`], reaching every DBHub at `endpoint` (a loopback DBHub the test runs from the
@@ -76,6 +77,19 @@ pub async fn serve_with_dbhub(namespace: &str, kube: kube::Client, endpoint: &st
         kube,
         HostGuard::new(parse_list("127.0.0.0/8").unwrap(), Vec::new()),
         Some(endpoint.to_string()),
+        InstanceMode::PerSpace,
+    )
+    .await
+}
+
+/// As [`serve_with_dbhub`], with one DBHubInstance shared by every space.
+pub async fn serve_shared(namespace: &str, kube: kube::Client, endpoint: &str) -> ApiServer {
+    serve_full(
+        namespace,
+        kube,
+        HostGuard::new(parse_list("127.0.0.0/8").unwrap(), Vec::new()),
+        Some(endpoint.to_string()),
+        InstanceMode::Shared,
     )
     .await
 }
@@ -85,6 +99,7 @@ async fn serve_full(
     kube: kube::Client,
     guard: HostGuard,
     dbhub_endpoint: Option<String>,
+    mode: InstanceMode,
 ) -> ApiServer {
     let auth = AuthArgs {
         jwt_issuers: ISSUER.into(),
@@ -97,11 +112,7 @@ async fn serve_full(
         store: store().await,
         kube: kube.clone(),
         verifier: Arc::new(Verifier::from_args(&auth).unwrap()),
-        writer: aether_dbhub::kube::Writer::new(
-            kube.clone(),
-            namespace,
-            aether_dbhub::kube::InstanceMode::PerSpace,
-        ),
+        writer: aether_dbhub::kube::Writer::new(kube.clone(), namespace, mode),
         cache: aether_dbhub::kube::status_cache(kube.clone(), namespace),
         guard: Arc::new(guard),
         hubs: Arc::new(aether_dbhub::mcp::hub::Hubs::new(
