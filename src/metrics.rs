@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// `method`, `route` (the matched route template, never the raw path), `status`.
@@ -39,11 +38,7 @@ pub struct McpLabel {
     pub outcome: String,
 }
 
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
-
-fn seconds() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 15))
-}
+use dbhub_operator::metrics::{Histograms, seconds};
 
 struct Metrics {
     requests: Family<HttpLabel, Counter>,

@@ -29,9 +29,11 @@ pub struct ProbeLabel {
     pub outcome: String,
 }
 
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A histogram family whose members share [`seconds`] buckets.
+pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
-fn seconds() -> Histogram {
+/// Latency buckets in seconds, shared by every histogram of the project.
+pub fn seconds() -> Histogram {
     // 1 ms … ~16 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
