@@ -49,6 +49,7 @@ async fn dev_script_prints_curl_lines_that_work_as_printed() {
         fn drop(&mut self) {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", self.0)])
+                .stderr(Stdio::null())
                 .status();
         }
     }
