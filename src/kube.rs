@@ -30,6 +30,23 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
+/// A short, secret-free reason for a Kubernetes failure (`403 Forbidden`, `API unreachable`).
+pub fn reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
+        _ => "API unreachable".into(),
+    }
+}
+
+impl Error {
+    /// See [`reason`].
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Kube(e) => reason(e),
+        }
+    }
+}
+
 /// Writes Secrets, Database CRs and DBHub instances in the service's namespace.
 #[derive(Clone)]
 pub struct Writer {
@@ -97,7 +114,10 @@ impl Writer {
             client,
             namespace: namespace.into(),
             mode,
-            default_policy: (true, 1000),
+            default_policy: (
+                dbhub_operator::crd::defaults::readonly(),
+                dbhub_operator::crd::defaults::max_rows(),
+            ),
         }
     }
 

@@ -49,7 +49,10 @@ fn docs(yaml: &str) -> Vec<Value> {
     yaml.split("\n---")
         .map(|d| d.trim())
         .filter(|d| !d.is_empty())
-        .filter_map(|d| serde_saphyr::from_str::<Value>(d).ok())
+        .map(|d| {
+            serde_saphyr::from_str::<Value>(d)
+                .unwrap_or_else(|e| panic!("rendered YAML does not parse ({e}):\n{d}"))
+        })
         .filter(|v| v.is_object())
         .collect()
 }

@@ -169,7 +169,7 @@ pub(super) async fn create(
         .map_err(|e| {
             ApiError::Unavailable(format!(
                 "could not prepare the space's DBHub instance ({})",
-                kube_reason(&e)
+                e.reason()
             ))
         })?;
     let owner = Owner {
@@ -189,7 +189,7 @@ pub(super) async fn create(
         release_instance(&state, &ctx.space_id).await;
         return Err(ApiError::Unavailable(format!(
             "could not register the database with Kubernetes ({})",
-            kube_reason(&e)
+            e.reason()
         )));
     }
     let saved = match state.store.create_database(&record).await {
@@ -279,7 +279,7 @@ pub(super) async fn update(
         old.last_checked.clone(),
     );
     let unavailable = |e: crate::kube::Error| {
-        ApiError::Unavailable(format!("could not update Kubernetes ({})", kube_reason(&e)))
+        ApiError::Unavailable(format!("could not update Kubernetes ({})", e.reason()))
     };
     if valid.password.is_some() || record.username != old.username {
         state
@@ -350,7 +350,7 @@ pub(super) async fn remove(
     state.writer.delete(&r.cr_name).await.map_err(|e| {
         ApiError::Unavailable(format!(
             "could not remove the database from Kubernetes ({})",
-            kube_reason(&e)
+            e.reason()
         ))
     })?;
     state.store.delete_database(&ctx.scope(), &id).await?;
@@ -378,12 +378,4 @@ async fn guard_host(state: &AppState, r: &Record) -> ApiResult<()> {
         .check(&r.host, port)
         .await
         .map_err(|m| ApiError::Validation(vec![FieldError::new("host", m)]))
-}
-
-/// A short, secret-free reason from a Kubernetes error.
-fn kube_reason(e: &crate::kube::Error) -> String {
-    match e {
-        crate::kube::Error::Kube(kube::Error::Api(s)) => format!("{} {}", s.code, s.reason),
-        crate::kube::Error::Kube(_) => "API unreachable".into(),
-    }
 }

@@ -264,6 +264,7 @@ pub(super) async fn run(
     let (r, engine) = connected(&state, &ctx, &id).await?;
     let (sql, limit) = validate(&input, r.max_rows)?;
     let started = Instant::now();
+    let now = Timestamp::now();
     let mut run = Execution {
         id: uuid::Uuid::new_v4().to_string(),
         tenant_id: ctx.tenant_id.clone(),
@@ -277,8 +278,8 @@ pub(super) async fn run(
         row_count: 0,
         truncated: false,
         duration_ms: 0,
-        executed_at: Timestamp::now().to_string(),
-        executed_ns: i64::try_from(Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX),
+        executed_at: now.to_string(),
+        executed_ns: i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX),
     };
     let refusal = match classify(&sql, engine) {
         Verdict::ReadOnly { .. } => None,

@@ -134,7 +134,10 @@ impl Hubs {
             Ok(None) => Err(HubError::NotServed(
                 "no DBHub instance serves this space yet".into(),
             )),
-            Err(e) => Err(HubError::Kube(kube_reason(&e))),
+            Err(e) => Err(HubError::Kube(format!(
+                "could not read the DBHub instance from Kubernetes ({})",
+                crate::kube::reason(&e)
+            ))),
         }
     }
 
@@ -143,7 +146,12 @@ impl Hubs {
         let secret = api
             .get_opt(&token_secret_name(instance))
             .await
-            .map_err(|e| HubError::Kube(kube_reason(&e)))?
+            .map_err(|e| {
+                HubError::Kube(format!(
+                    "could not read the DBHub token from Kubernetes ({})",
+                    crate::kube::reason(&e)
+                ))
+            })?
             .ok_or_else(|| {
                 HubError::NotServed("the DBHub instance has no access token yet".into())
             })?;
@@ -331,13 +339,6 @@ impl Hubs {
 enum Tool {
     Execute,
     Search,
-}
-
-fn kube_reason(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("Kubernetes answered {} {}", s.code, s.reason),
-        _ => "Kubernetes API unreachable".into(),
-    }
 }
 
 #[cfg(test)]
