@@ -37,17 +37,37 @@ fn main() {
         "SELECT c.name, sum(o.total) FROM recent o JOIN customers c USING (customer_no) GROUP BY c.name ORDER BY 2 DESC LIMIT 10"
     );
     let disguised = "WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let limits = aether_dbhub::sql::Limits::default();
     bench("classify: short SELECT (postgres)", || {
-        black_box(classify(black_box(short), DatabaseType::Postgres));
+        black_box(
+            rt.block_on(classify(black_box(short), DatabaseType::Postgres, &limits))
+                .ok(),
+        );
     });
     bench("classify: CTE + join + aggregate (postgres)", || {
-        black_box(classify(black_box(&long), DatabaseType::Postgres));
+        black_box(
+            rt.block_on(classify(black_box(&long), DatabaseType::Postgres, &limits))
+                .ok(),
+        );
     });
     bench("classify: data-modifying CTE (refused)", || {
-        black_box(classify(black_box(disguised), DatabaseType::Postgres));
+        black_box(
+            rt.block_on(classify(
+                black_box(disguised),
+                DatabaseType::Postgres,
+                &limits,
+            ))
+            .ok(),
+        );
     });
     bench("classify: short SELECT (mysql)", || {
-        black_box(classify(black_box(short), DatabaseType::Mysql));
+        black_box(
+            rt.block_on(classify(black_box(short), DatabaseType::Mysql, &limits))
+                .ok(),
+        );
     });
 
     let spec: DatabaseSpec = serde_json::from_value(serde_json::json!({

@@ -236,7 +236,67 @@ async fn start_dbhub(
 }
 
 fn same(a: &aether_dbhub::localpod::PodView, b: &aether_dbhub::localpod::PodView) -> bool {
-    (&a.args, &a.env, &a.config) == (&b.args, &b.env, &b.config)
+    (a.replicas, &a.args, &a.env, &a.config) == (b.replicas, &b.args, &b.env, &b.config)
+}
+
+/// Runs the space's DBHub the way its Deployment would: none while the instance is gone or
+/// scaled to 0 (DBHub refuses a configuration without sources), restarted when the generated
+/// objects change or it exits. A DBHub that fails to start is retried, never fatal: the demo
+/// survives any change of the space.
+struct Runner {
+    client: kube::Client,
+    ns: String,
+    instance: String,
+    port: u16,
+    view: Option<aether_dbhub::localpod::PodView>,
+    child: Option<tokio::process::Child>,
+}
+
+impl Runner {
+    async fn tick(&mut self) {
+        let wanted =
+            aether_dbhub::localpod::pod_view(self.client.clone(), &self.ns, &self.instance)
+                .await
+                .ok()
+                .filter(|v| v.replicas > 0);
+        let exited = match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(status))) => {
+                eprintln!("[dev] DBHub exited ({status}); starting it again");
+                true
+            }
+            _ => false,
+        };
+        let changed = match (&wanted, &self.view) {
+            (Some(a), Some(b)) => !same(a, b),
+            (None, None) => false,
+            _ => true,
+        };
+        if !changed && !exited && (self.child.is_some() || wanted.is_none()) {
+            return;
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+        self.view = None;
+        let Some(view) = wanted else {
+            eprintln!(
+                "[dev] {} serves no database now; its DBHub is stopped",
+                self.instance
+            );
+            return;
+        };
+        eprintln!(
+            "[dev] starting the DBHub of {} from its generated objects",
+            self.instance
+        );
+        match start_dbhub(&view, self.port).await {
+            Ok(child) => {
+                self.child = Some(child);
+                self.view = Some(view);
+            }
+            Err(e) => eprintln!("[dev] DBHub did not start ({e:#}); retrying"),
+        }
+    }
 }
 
 #[tokio::main]
@@ -261,8 +321,15 @@ async fn main() -> anyhow::Result<()> {
     let instance =
         aether_dbhub::kube::instance_name(aether_dbhub::kube::InstanceMode::PerSpace, &space);
     let cr = format!("db-{}", id.replace('-', ""));
-    let mut view = served_view(&client, &ns, &instance, &cr).await?;
-    let mut dbhub = start_dbhub(&view, port).await?;
+    let view = served_view(&client, &ns, &instance, &cr).await?;
+    let mut runner = Runner {
+        child: Some(start_dbhub(&view, port).await?),
+        view: Some(view),
+        client,
+        ns,
+        instance: instance.clone(),
+        port,
+    };
 
     let t = &api.token;
     let h = format!(
@@ -285,25 +352,18 @@ async fn main() -> anyhow::Result<()> {
     println!("curl -s {h} {db}/history");
     println!("[dev] API docs: {base}/api/v1/docs   metrics: {base}/metrics");
 
-    // Keep the DBHub in step with what the operator generates (new databases, new tokens).
+    // Keep the DBHub in step with what the operator generates (databases added or removed,
+    // new tokens), whatever happens to the space.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            status = dbhub.wait() => bail!("DBHub exited ({status:?}); see .stack/dev-dbhub/dbhub.log"),
-            () = tokio::time::sleep(Duration::from_secs(5)) => {
-                if let Ok(now) = aether_dbhub::localpod::pod_view(client.clone(), &ns, &instance).await
-                    && !same(&now, &view)
-                {
-                    eprintln!("[dev] the DBHubInstance changed; restarting its DBHub");
-                    let _ = dbhub.kill().await;
-                    dbhub = start_dbhub(&now, port).await?;
-                    view = now;
-                }
-            }
+            () = tokio::time::sleep(Duration::from_secs(2)) => runner.tick().await,
         }
     }
-    let _ = dbhub.kill().await;
+    if let Some(mut c) = runner.child.take() {
+        let _ = c.kill().await;
+    }
     Ok(())
 }

@@ -1,57 +1,60 @@
-//! Start-up and shutdown: builds the clients, runs the HTTP server until SIGTERM/SIGINT
-//! cancels one token, then drains in-flight requests within the shutdown timeout.
+//! Start-up and shutdown: builds the clients, runs the HTTP server and the reconcilers until
+//! the [`Lifecycle`] stops (SIGTERM/SIGINT, or a failure), then drains in-flight requests within
+//! the shutdown timeout. A start-up step that gives up, or a supervised task that ends on its
+//! own, makes [`run`] fail, and the process exit non-zero with one error line.
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth::Verifier;
 use crate::config::{Cli, Command, OperatorArgs, ServeArgs};
-use crate::http::{AppState, router};
+use crate::http::{AppState, Limits, router};
+use crate::lifecycle::Lifecycle;
 use crate::storage::Store;
 use crate::telemetry;
 
-/// Runs the chosen subcommand to completion.
+/// Runs the chosen subcommand to completion. A failure has been logged (one error line) when
+/// this returns `Err`.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Both rustls providers get compiled in (neo4rs and kube pull different ones); pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    match cli.command {
+    telemetry::init(cli.log_format, &cli.log)?;
+    let result = match cli.command {
         Command::Openapi => {
             print!("{}", crate::http::openapi::json());
             Ok(())
         }
-        Command::Crds => {
-            print!(
-                "{}",
-                dbhub_operator::crd::yaml().context("rendering the CRDs")?
-            );
-            Ok(())
-        }
-        Command::Serve(args) => {
-            telemetry::init(cli.log_format, &cli.log)?;
-            tokio::runtime::Runtime::new()?.block_on(serve(*args))
-        }
-        Command::Migrate(args) => {
-            telemetry::init(cli.log_format, &cli.log)?;
-            tokio::runtime::Runtime::new()?.block_on(migrate(args))
-        }
-        Command::Operator(args) => {
-            telemetry::init(cli.log_format, &cli.log)?;
-            tokio::runtime::Runtime::new()?.block_on(operator(args))
-        }
+        Command::Crds => dbhub_operator::crd::yaml()
+            .map(|y| print!("{y}"))
+            .context("rendering the CRDs"),
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(*args))),
+        Command::Migrate(args) => runtime().and_then(|rt| rt.block_on(migrate(args))),
+        Command::Operator(args) => runtime().and_then(|rt| rt.block_on(operator(args))),
+    };
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "aether-dbhub stopped with an error");
     }
+    result
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    check_leader_args(&args.leader)?;
+    anyhow::ensure!(
+        args.limits.request_timeout > Duration::ZERO,
+        "--request-timeout must be at least one second"
+    );
     let kube = kube::Client::try_default()
         .await
         .context("loading the Kubernetes configuration")?;
     let store = Store::connect(&args.neo4j).context("configuring the Neo4j driver")?;
     let verifier =
         Arc::new(Verifier::from_args(&args.auth).context("configuring token verification")?);
-    let cache = crate::kube::status_cache(kube.clone(), &args.kube.namespace);
     let writer = crate::kube::Writer::new(
         kube.clone(),
         args.kube.namespace.clone(),
@@ -64,77 +67,95 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(args.dbhub.endpoint.clone()),
         args.dbhub.timeout,
     ));
-    let app_store_for_migrations = store.clone();
     let guard = crate::hostguard::HostGuard::new(
         args.host_allow_cidrs.0.clone(),
         args.host_deny_cidrs.0.clone(),
     );
-    let app = router(AppState {
-        store,
+    let state = AppState {
+        store: store.clone(),
         kube: kube.clone(),
         verifier,
         writer,
-        cache,
+        cache: crate::kube::status_cache(kube.clone(), &args.kube.namespace),
         guard: Arc::new(guard),
         hubs,
-    });
-
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    check_leader_args(&args.leader)?;
-    let controllers = crate::leader::spawn(
-        kube,
-        args.kube.scope(),
-        args.kube.namespace.clone(),
-        args.leader.clone(),
-        shutdown.clone(),
-    );
-    // Migrations run beside the server (readiness fails while Neo4j is unreachable anyway);
-    // one that cannot be applied stops the process.
-    let (migrations, stop) = (app_store_for_migrations, shutdown.clone());
-    tokio::spawn(async move {
-        if let Err(e) = migrate_with_retry(&migrations).await {
-            tracing::error!(error = %e, "graph migrations failed; shutting down");
-            stop.cancel();
-        }
-    });
-
+        limits: Limits {
+            sql: args.limits.sql(),
+            max_body_bytes: args.limits.max_body_bytes as usize,
+            request_timeout: args.limits.request_timeout,
+        },
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
-    let drain = shutdown.clone();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { drain.cancelled().await });
+    let life = Lifecycle::new();
+    tokio::spawn(life.clone().stop_on_signal());
+    let controllers = crate::leader::spawn(
+        kube,
+        args.kube.scope(),
+        args.kube.namespace.clone(),
+        args.leader.clone(),
+        life.clone(),
+    );
+    // Migrations run beside the server (readiness fails while Neo4j is unreachable anyway);
+    // if they cannot be applied within the start-up timeout the process fails.
+    let (migrating, wait) = (life.clone(), args.neo4j.startup_timeout);
+    tokio::spawn(async move {
+        if let Err(e) = migrate_within(&store, wait).await {
+            migrating.fail(format!("{e:#}"));
+        }
+    });
+
+    let drain = life.token().clone();
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { drain.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
+    let stopping = life.token().clone();
     tokio::select! {
-        res = &mut server => res.context("HTTP server failed")?,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(args.shutdown_timeout).await } => {
+        res = &mut server => {
+            if let Err(e) = res {
+                life.fail(format!("the HTTP server failed: {e}"));
+            } else if !life.is_stopping() {
+                life.fail("the HTTP server stopped unexpectedly");
+            }
+        }
+        () = async { stopping.cancelled().await; tokio::time::sleep(args.shutdown_timeout).await } => {
             tracing::warn!(timeout = ?args.shutdown_timeout, "requests still running after the shutdown timeout; stopping anyway");
         }
     }
-    shutdown.cancel();
+    life.stop();
     controllers.await.context("the reconcilers panicked")?;
+    life.outcome()?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Applies graph migrations, retrying while Neo4j is not reachable yet (up to a minute); a
+/// Applies graph migrations, retrying while Neo4j is not reachable yet, for at most `wait`; a
 /// changed migration fails at once.
-async fn migrate_with_retry(store: &Store) -> anyhow::Result<()> {
-    for attempt in 1..=30 {
+async fn migrate_within(store: &Store, wait: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         match crate::storage::migrate::run(store).await {
             Ok(_) => return Ok(()),
-            Err(e @ crate::storage::Error::Migration(_)) => return Err(e.into()),
-            Err(e) if attempt < 30 => {
+            Err(e @ crate::storage::Error::Migration(_)) => {
+                return Err(anyhow::Error::from(e).context("graph migrations cannot be applied"));
+            }
+            Err(e) if Instant::now() + Duration::from_secs(2) < deadline => {
                 tracing::warn!(error = %e, attempt, "graph migrations not applied yet; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            Err(e) => return Err(anyhow::Error::from(e).context("applying graph migrations")),
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "Neo4j did not accept the graph migrations within {}s (--neo4j-startup-timeout)",
+                    wait.as_secs()
+                )));
+            }
         }
     }
-    unreachable!()
 }
 
 async fn migrate(args: crate::config::MigrateArgs) -> anyhow::Result<()> {
@@ -147,37 +168,43 @@ async fn migrate(args: crate::config::MigrateArgs) -> anyhow::Result<()> {
 }
 
 async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
+    check_leader_args(&args.leader)?;
     let kube = kube::Client::try_default()
         .await
         .context("loading the Kubernetes configuration")?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    check_leader_args(&args.leader)?;
-    tracing::info!(scope = ?args.kube.scope(), "reconcilers starting");
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    let life = Lifecycle::new();
+    tokio::spawn(life.clone().stop_on_signal());
+    tracing::info!(scope = ?args.kube.scope(), "reconcilers starting");
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
     let probes = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/metrics", axum::routing::get(crate::metrics::handler));
-    let drain = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, probes)
+    let (drain, serving) = (life.token().clone(), life.clone());
+    tokio::spawn(async move {
+        let res = axum::serve(listener, probes)
             .with_graceful_shutdown(async move { drain.cancelled().await })
-            .await
+            .await;
+        if !serving.is_stopping() {
+            serving.fail(match res {
+                Err(e) => format!("the /healthz and /metrics server failed: {e}"),
+                Ok(()) => "the /healthz and /metrics server stopped unexpectedly".into(),
+            });
+        }
     });
     crate::leader::spawn(
         kube,
         args.kube.scope(),
         args.kube.namespace.clone(),
         args.leader.clone(),
-        shutdown.clone(),
+        life.clone(),
     )
     .await
     .context("the reconcilers panicked")?;
-    shutdown.cancel();
-    let _ = server.await;
+    life.stop();
+    life.outcome()?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -191,19 +218,4 @@ fn check_leader_args(l: &crate::config::LeaderArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-async fn cancel_on_signal(token: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-    }
-    token.cancel();
 }

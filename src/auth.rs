@@ -31,6 +31,9 @@ pub struct Claims {
     pub sub: String,
     /// Issuer.
     pub iss: String,
+    /// Issued at (seconds since the epoch), when the token says.
+    #[serde(default)]
+    pub iat: Option<i64>,
 }
 
 enum Keys {
@@ -132,15 +135,23 @@ impl Verifier {
         }
         let key = self.key_for(header.kid.as_deref()).await?;
         let mut v = Validation::new(self.alg);
+        // Not before: checked with the same leeway as the expiry.
+        v.validate_nbf = true;
         v.set_issuer(&self.issuers);
         v.set_required_spec_claims(&["exp", "sub", "iss"]);
         match &self.audience {
             Some(a) => v.set_audience(&[a]),
             None => v.validate_aud = false,
         }
-        decode::<Claims>(token, &key, &v)
+        let claims = decode::<Claims>(token, &key, &v)
             .map(|d| d.claims)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        // A token issued in the future (beyond the leeway) is as suspect as an expired one.
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        if claims.iat.is_some_and(|iat| iat > now + v.leeway as i64) {
+            return Err(AuthError::Invalid("token issued in the future".into()));
+        }
+        Ok(claims)
     }
 
     async fn key_for(&self, kid: Option<&str>) -> Result<DecodingKey, AuthError> {

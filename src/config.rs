@@ -91,6 +91,49 @@ pub struct ServeArgs {
     /// Leader election for the embedded reconcilers.
     #[command(flatten)]
     pub leader: LeaderArgs,
+
+    /// Request limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What one request may send and how long it may take.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Largest request body in bytes; larger ones are answered 413.
+    #[arg(long, env = "AETHER_DBHUB_MAX_BODY_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_body_bytes: u32,
+
+    /// Seconds a request may take before it is answered 504. A query extends its own deadline
+    /// to its database's query_timeout plus --dbhub-timeout, so the database's own timeout
+    /// answers first.
+    #[arg(long, env = "AETHER_DBHUB_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub request_timeout: Duration,
+
+    /// Largest SQL text of one query, in bytes (DBHub 1.4 itself refuses requests over 100 KiB
+    /// once encoded as JSON).
+    #[arg(long, env = "AETHER_DBHUB_QUERY_MAX_BYTES", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub query_max_bytes: u32,
+
+    /// Most statements (separated by `;`) in one query.
+    #[arg(long, env = "AETHER_DBHUB_QUERY_MAX_STATEMENTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub query_max_statements: u32,
+
+    /// Most tokens (words, literals, operators) in one query: bounds how deep a parsed
+    /// expression can get.
+    #[arg(long, env = "AETHER_DBHUB_QUERY_MAX_TOKENS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub query_max_tokens: u32,
+}
+
+impl LimitArgs {
+    /// The classifier's limits.
+    pub fn sql(&self) -> crate::sql::Limits {
+        crate::sql::Limits {
+            max_bytes: self.query_max_bytes as usize,
+            max_statements: self.query_max_statements as usize,
+            max_tokens: self.query_max_tokens as usize,
+        }
+    }
 }
 
 /// How the service reaches DBHub and what the instances it creates default to.
@@ -256,6 +299,20 @@ pub struct Neo4jArgs {
         hide_default_value = true
     )]
     pub password: String,
+
+    /// Most pooled Bolt connections to Neo4j (every request holds at most one at a time).
+    #[arg(long = "neo4j-max-connections", env = "AETHER_DBHUB_NEO4J_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_connections: u16,
+
+    /// Seconds a request waits for a free pooled connection before it is answered 503 with
+    /// `Retry-After` (the pool is exhausted) instead of waiting on.
+    #[arg(long = "neo4j-acquire-timeout", env = "AETHER_DBHUB_NEO4J_ACQUIRE_TIMEOUT", default_value = "2", value_parser = parse_seconds)]
+    pub acquire_timeout: Duration,
+
+    /// Seconds start-up waits for Neo4j to answer (and the graph migrations to apply) before
+    /// the process gives up and exits non-zero.
+    #[arg(long = "neo4j-startup-timeout", env = "AETHER_DBHUB_NEO4J_STARTUP_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub startup_timeout: Duration,
 }
 
 /// Kubernetes settings.

@@ -66,6 +66,28 @@ pub enum ApiError {
     /// Malformed request (not tied to one field).
     #[error("{0}")]
     BadRequest(String),
+    /// The body is larger than the service accepts (`--max-body-bytes`, the value).
+    #[error(
+        "the request body is larger than the {0} bytes this service accepts (--max-body-bytes)"
+    )]
+    PayloadTooLarge(usize),
+    /// The body is not JSON.
+    #[error("send the body as JSON with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// No route has this path.
+    #[error("no such route: see the API's OpenAPI document at /api/v1/openapi.json")]
+    NoRoute,
+    /// The route exists but not with this method.
+    #[error("this route does not accept that HTTP method: see the API's OpenAPI document")]
+    MethodNotAllowed,
+    /// Too many requests of one kind from one caller (`Retry-After` seconds).
+    #[error("{message}")]
+    TooManyRequests {
+        /// Why, for people.
+        message: String,
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+    },
     /// `X-Space-Type` / `X-Space-ID` missing or malformed.
     #[error("Space context required: send X-Space-Type (personal|organization) and X-Space-ID")]
     SpaceContextRequired,
@@ -81,7 +103,7 @@ pub enum ApiError {
     /// Conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
-    /// A dependency is down.
+    /// A dependency is down (answered with `Retry-After`).
     #[error("{0}")]
     Unavailable(String),
     /// The record is not in a state that allows the operation (409 with its status).
@@ -109,6 +131,9 @@ pub enum ApiError {
     /// A bug or an unexpected dependency failure; the detail is logged, never sent.
     #[error("internal error")]
     Internal(String),
+    /// A handler panicked (already logged with the detail where it was caught).
+    #[error("internal error")]
+    Panicked,
 }
 
 /// Result with the API error.
@@ -123,6 +148,27 @@ impl ApiError {
                 "Validation failed",
             ),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Bad request"),
+            Self::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "VALIDATION_ERROR",
+                "Payload too large",
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "VALIDATION_ERROR",
+                "Unsupported media type",
+            ),
+            Self::NoRoute => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "VALIDATION_ERROR",
+                "Method not allowed",
+            ),
+            Self::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMIT_EXCEEDED",
+                "Too many requests",
+            ),
             Self::SpaceContextRequired => (
                 StatusCode::BAD_REQUEST,
                 "VALIDATION_ERROR",
@@ -158,7 +204,7 @@ impl ApiError {
                 "GATEWAY_TIMEOUT",
                 "Upstream timeout",
             ),
-            Self::Internal(_) => (
+            Self::Internal(_) | Self::Panicked => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL_ERROR",
                 "Internal server error",
@@ -193,6 +239,20 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait (`Retry-After`) after a 503.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+impl ApiError {
+    /// `Retry-After` seconds for this error, if it has one.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable(_) => Some(RETRY_AFTER_SECS),
+            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, _, _) = self.parts();
@@ -201,32 +261,27 @@ impl IntoResponse for ApiError {
         }
         let id = REQUEST_ID.try_with(Clone::clone).ok();
         let mut res = (status, axum::Json(self.body(id.as_deref()))).into_response();
-        res.headers_mut().insert(
+        let headers = res.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res
-    }
-}
-
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    /// serde's messages quote the offending value (a password sent as a number would come back),
-    /// so only the kind of problem is reported.
-    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        use axum::extract::rejection::JsonRejection as J;
-        let what = match e {
-            J::JsonSyntaxError(_) => "the body is not valid JSON",
-            J::JsonDataError(_) => "the body does not have the documented fields and types",
-            J::MissingJsonContentType(_) => "send the body as application/json",
-            _ => "the body could not be read",
-        };
-        Self::BadRequest(what.into())
     }
 }
 
 impl From<crate::storage::Error> for ApiError {
     fn from(e: crate::storage::Error) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            crate::storage::Error::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "the graph database is unavailable");
+                Self::Unavailable("the graph database is unavailable or busy; retry shortly".into())
+            }
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 

@@ -8,26 +8,26 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LeaderArgs;
+use crate::lifecycle::Lifecycle;
 
-/// Starts the reconcilers. They stop when `shutdown` is cancelled; should they (or the lease
-/// manager) stop on their own, `shutdown` is cancelled too, so nothing keeps running half-alive.
+/// Starts the reconcilers. They stop when the lifecycle stops; should they (or the lease
+/// manager) stop on their own, the process fails, so nothing keeps running half-alive.
 pub fn spawn(
     kube: kube::Client,
     scope: Scope,
     namespace: String,
     leader: LeaderArgs,
-    shutdown: CancellationToken,
+    life: Lifecycle,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if !leader.enabled {
-            reconcile(kube, scope, shutdown.clone()).await;
-            if !shutdown.is_cancelled() {
-                tracing::error!("the reconcilers stopped unexpectedly; shutting down");
-                shutdown.cancel();
+            reconcile(kube, scope, life.token().clone()).await;
+            if !life.is_stopping() {
+                life.fail("the reconcilers stopped unexpectedly");
             }
             return;
         }
-        lead_then_reconcile(kube, scope, &namespace, &leader, shutdown).await;
+        lead_then_reconcile(kube, scope, &namespace, &leader, life).await;
     })
 }
 
@@ -58,8 +58,9 @@ async fn lead_then_reconcile(
     scope: Scope,
     namespace: &str,
     leader: &LeaderArgs,
-    shutdown: CancellationToken,
+    life: Lifecycle,
 ) {
+    let shutdown = life.token().clone();
     let me = identity(&leader.identity);
     let manager = loop {
         let built = LeaseManagerBuilder::new(kube.clone(), &leader.lease)
@@ -88,8 +89,7 @@ async fn lead_then_reconcile(
             ok = async { lease.wait_for(|held| *held).await.is_ok() } => ok,
         };
         if !acquired {
-            tracing::error!("the lease manager stopped; shutting down");
-            shutdown.cancel();
+            life.fail("the leader-election lease manager stopped");
             break;
         }
         tracing::info!(identity = %me, lease = %leader.lease, "acquired the leader lease; reconciling");
@@ -106,13 +106,12 @@ async fn lead_then_reconcile(
                 stop.cancel();
                 let _ = running.await;
                 if !ok {
-                    shutdown.cancel();
+                    life.fail("the leader-election lease manager stopped");
                     break;
                 }
             }
             _ = &mut running => {
-                tracing::error!("the reconcilers stopped unexpectedly; shutting down");
-                shutdown.cancel();
+                life.fail("the reconcilers stopped unexpectedly");
                 break;
             }
         }
@@ -121,8 +120,11 @@ async fn lead_then_reconcile(
     drop(lease);
     match task.await {
         Ok(Ok(_)) => tracing::info!(identity = %me, "released the leader lease"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not release the leader lease"),
-        Err(e) => tracing::warn!(error = %e, "the lease manager panicked"),
+        Ok(Err(e)) if life.is_stopping() => {
+            tracing::warn!(error = %e, "could not release the leader lease")
+        }
+        Ok(Err(e)) => life.fail(format!("the leader-election lease manager failed: {e}")),
+        Err(e) => life.fail(format!("the leader-election lease manager panicked: {e}")),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod hostguard;
 pub mod http;
 pub mod kube;
 pub mod leader;
+pub mod lifecycle;
 pub mod localpod;
 pub mod mcp;
 pub mod metrics;

@@ -15,6 +15,8 @@ use kube::api::Api;
 /// What the container of a DBHub Deployment gets.
 #[derive(Debug, Clone)]
 pub struct PodView {
+    /// Pods the Deployment wants (0 when the instance serves nothing).
+    pub replicas: i32,
     /// Container args.
     pub args: Vec<String>,
     /// Container environment, Secret references resolved.
@@ -33,6 +35,7 @@ pub async fn pod_view(
         .get(instance)
         .await
         .with_context(|| format!("reading Deployment {instance}"))?;
+    let replicas = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let container = dep
         .spec
         .and_then(|s| s.template.spec)
@@ -70,6 +73,7 @@ pub async fn pod_view(
         .and_then(|mut d| d.remove(CONFIG_KEY))
         .context("the ConfigMap has no dbhub.toml")?;
     Ok(PodView {
+        replicas,
         args: container.args.unwrap_or_default(),
         env,
         config,
@@ -103,6 +107,7 @@ mod tests {
     #[test]
     fn loopback_args_replace_only_address_port_and_config() {
         let view = PodView {
+            replicas: 1,
             args: [
                 "--transport",
                 "http",

@@ -4,11 +4,84 @@
 //! including what cannot be parsed, is refused. This is the first of three lines (DBHub's
 //! read-only tool and the engine's read-only transaction follow); side-effecting functions
 //! called from a SELECT are left to those.
+//!
+//! Input is bounded before anything is built: bytes, statements and tokens ([`Limits`]). A
+//! flat chain (`1+1+…`, `UNION ALL …`) parses into a tree as deep as it is long, and building,
+//! walking or dropping it recurses per level; so anything above a few hundred tokens is parsed,
+//! classified and dropped on a thread of its own with a large stack (at most two at a time),
+//! never on a runtime worker.
+
+use std::sync::LazyLock;
 
 use dbhub_operator::crd::DatabaseType;
 use sqlparser::ast::{Query, SetExpr, Statement};
 use sqlparser::dialect::{Dialect, MsSqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use tokio::sync::Semaphore;
+
+/// How much SQL one request may send (settings with defaults in `config.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of SQL text.
+    pub max_bytes: usize,
+    /// Statements separated by `;`.
+    pub max_statements: usize,
+    /// Tokens (words, literals, operators, punctuation; not whitespace or comments).
+    pub max_tokens: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 100_000,
+            max_statements: 100,
+            max_tokens: 20_000,
+        }
+    }
+}
+
+/// SQL refused before classification because it exceeds a [`Limits`] value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TooLarge {
+    /// More bytes than `max_bytes`.
+    #[error(
+        "the query is {found} bytes long; at most {limit} bytes are accepted (--query-max-bytes)"
+    )]
+    Bytes {
+        /// Its size.
+        found: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More statements than `max_statements`.
+    #[error(
+        "the query has {found} statements; at most {limit} are accepted (--query-max-statements)"
+    )]
+    Statements {
+        /// How many.
+        found: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More tokens than `max_tokens`.
+    #[error(
+        "the query has {found} tokens; at most {limit} are accepted (--query-max-tokens): split it or simplify it"
+    )]
+    Tokens {
+        /// How many.
+        found: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Up to this many tokens the tree is shallow enough for a runtime worker's stack.
+const INLINE_TOKENS: usize = 256;
+/// Stack of the classifier thread: ample for a tree as deep as `max_tokens` allows.
+const DEEP_STACK: usize = 256 << 20;
+/// Classifier threads running at once (the others wait their turn).
+static DEEP_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(2));
 
 /// What the statements would do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,9 +106,82 @@ fn dialect(engine: DatabaseType) -> Box<dyn Dialect> {
     }
 }
 
-/// Classifies `sql` for `engine`.
-pub fn classify(sql: &str, engine: DatabaseType) -> Verdict {
-    let statements = match Parser::parse_sql(dialect(engine).as_ref(), sql) {
+/// Classifies `sql` for `engine` within `limits`.
+pub async fn classify(
+    sql: &str,
+    engine: DatabaseType,
+    limits: &Limits,
+) -> Result<Verdict, TooLarge> {
+    if sql.len() > limits.max_bytes {
+        return Err(TooLarge::Bytes {
+            found: sql.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    // Tokenizing is a loop (no recursion, no tree): safe on any input within max_bytes.
+    let tokens = match Tokenizer::new(dialect(engine).as_ref(), sql).tokenize_with_location() {
+        Ok(t) => t,
+        Err(e) => return Ok(Verdict::Unparseable(e.to_string())),
+    };
+    let significant: Vec<&Token> = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    if significant.len() > limits.max_tokens {
+        return Err(TooLarge::Tokens {
+            found: significant.len(),
+            limit: limits.max_tokens,
+        });
+    }
+    let semicolons = significant
+        .iter()
+        .filter(|t| ***t == Token::SemiColon)
+        .count();
+    let trailing = significant.last().is_some_and(|t| **t == Token::SemiColon);
+    let statements = semicolons + usize::from(!trailing);
+    if statements > limits.max_statements {
+        return Err(TooLarge::Statements {
+            found: statements,
+            limit: limits.max_statements,
+        });
+    }
+    if significant.len() <= INLINE_TOKENS {
+        return Ok(classify_tokens(tokens, engine));
+    }
+    Ok(on_deep_stack(move || classify_tokens(tokens, engine)).await)
+}
+
+/// Runs `f` on a fresh thread with [`DEEP_STACK`] (everything it builds is dropped there too);
+/// a panic inside counts as "could not be classified".
+async fn on_deep_stack(f: impl FnOnce() -> Verdict + Send + 'static) -> Verdict {
+    let _slot = DEEP_SLOTS
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("sql-classifier".into())
+        .stack_size(DEEP_STACK)
+        .spawn(move || {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(out.unwrap_or_else(|_| {
+                Verdict::Unparseable("the statement is too complex to analyse".into())
+            }));
+        });
+    if spawned.is_err() {
+        return Verdict::Unparseable("the statement could not be analysed right now".into());
+    }
+    rx.await
+        .unwrap_or_else(|_| Verdict::Unparseable("the statement is too complex to analyse".into()))
+}
+
+fn classify_tokens(tokens: Vec<TokenWithSpan>, engine: DatabaseType) -> Verdict {
+    let dialect = dialect(engine);
+    let parsed = Parser::new(dialect.as_ref())
+        .with_tokens_with_locations(tokens)
+        .parse_statements();
+    let statements = match parsed {
         Ok(s) => s,
         Err(e) => return Verdict::Unparseable(e.to_string()),
     };
@@ -124,8 +270,15 @@ mod tests {
 
     use DatabaseType::*;
 
+    fn verdict(sql: &str, e: DatabaseType) -> Verdict {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(classify(sql, e, &Limits::default())).unwrap()
+    }
+
     fn ro(sql: &str, e: DatabaseType) -> bool {
-        matches!(classify(sql, e), Verdict::ReadOnly { .. })
+        matches!(verdict(sql, e), Verdict::ReadOnly { .. })
     }
 
     #[test]
@@ -142,7 +295,7 @@ mod tests {
         }
         assert!(ro("SHOW TABLES", Mariadb));
         assert_eq!(
-            classify("SELECT 1; SELECT 2", Postgres),
+            verdict("SELECT 1; SELECT 2;", Postgres),
             Verdict::ReadOnly { statements: 2 }
         );
     }
@@ -176,13 +329,90 @@ mod tests {
     #[test]
     fn what_cannot_be_parsed_is_refused() {
         assert!(matches!(
-            classify("SELEC 1", Postgres),
+            verdict("SELEC 1", Postgres),
             Verdict::Unparseable(_)
         ));
-        assert!(matches!(classify("", Postgres), Verdict::Unparseable(_)));
+        assert!(matches!(verdict("", Postgres), Verdict::Unparseable(_)));
+        assert!(matches!(verdict("   ;  ", Sqlite), Verdict::Unparseable(_)));
+    }
+
+    fn chain(terms: usize, sep: &str) -> String {
+        let mut s = String::from("SELECT 1");
+        for _ in 1..terms {
+            s.push_str(sep);
+            s.push('1');
+        }
+        s
+    }
+
+    #[test]
+    fn oversized_input_is_refused_naming_the_limit() {
+        let limits = Limits::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let run = |sql: String| rt.block_on(classify(&sql, Postgres, &limits));
         assert!(matches!(
-            classify("   ;  ", Sqlite),
-            Verdict::Unparseable(_)
+            run(chain(200_000, "+")),
+            Err(TooLarge::Bytes { .. })
         ));
+        assert!(matches!(
+            run(chain(12_000, "+")),
+            Err(TooLarge::Tokens {
+                found: 24_000,
+                limit: 20_000
+            })
+        ));
+        let many = "SELECT 1;".repeat(101);
+        assert_eq!(
+            run(many).unwrap_err(),
+            TooLarge::Statements {
+                found: 101,
+                limit: 100
+            }
+        );
+        assert!(matches!(
+            run("SELECT 1;".repeat(100)),
+            Ok(Verdict::ReadOnly { statements: 100 })
+        ));
+        let msg = run(chain(200_000, "+")).unwrap_err().to_string();
+        assert!(
+            msg.contains("100000") && msg.contains("--query-max-bytes"),
+            "{msg}"
+        );
+    }
+
+    /// Deep trees right below the limits — and far beyond them with the limits raised — are
+    /// classified on the classifier's own thread without overflowing any stack.
+    #[test]
+    fn deep_trees_never_overflow_the_stack() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let at_limit = chain(9_999, "+");
+        assert!(matches!(
+            rt.block_on(classify(&at_limit, Postgres, &Limits::default())),
+            Ok(Verdict::ReadOnly { statements: 1 })
+        ));
+        let huge = Limits {
+            max_bytes: 10 << 20,
+            max_statements: 100,
+            max_tokens: 1_000_000,
+        };
+        for (sql, engine) in [
+            (chain(200_000, "+"), Postgres),
+            (chain(50_000, " UNION ALL SELECT "), Postgres),
+            (chain(50_000, " UNION ALL SELECT "), Mariadb),
+            (
+                format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000)),
+                Postgres,
+            ),
+        ] {
+            let v = rt.block_on(classify(&sql, engine, &huge)).unwrap();
+            assert!(
+                matches!(v, Verdict::ReadOnly { .. } | Verdict::Unparseable(_)),
+                "{v:?}"
+            );
+        }
     }
 }

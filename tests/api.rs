@@ -298,6 +298,7 @@ async fn api_refuses_bad_tokens_with_401() {
         }
         out
     };
+    let now = jsonwebtoken::get_current_timestamp() as i64;
     let none_token = format!(
         "{}.{}.",
         b64(json!({"alg": "none", "typ": "JWT"})),
@@ -315,6 +316,18 @@ async fn api_refuses_bad_tokens_with_401() {
         ),
         ("alg none", Some(none_token)),
         ("RS256 to an HS256 config", Some(rsa_token)),
+        (
+            "not valid for another hour (nbf)",
+            Some(api::signed(
+                &json!({"sub": p.sub, "iss": ISSUER, "exp": now + 7200, "nbf": now + 3600}),
+            )),
+        ),
+        (
+            "issued an hour from now (iat)",
+            Some(api::signed(
+                &json!({"sub": p.sub, "iss": ISSUER, "exp": now + 7200, "iat": now + 3600}),
+            )),
+        ),
     ];
     for (what, token) in cases {
         let mut req = reqwest::Client::new()
@@ -589,6 +602,119 @@ async fn api_invalid_bodies_are_400_naming_the_field_and_write_nothing() {
         call.send("GET", "/api/v1/databases", None).await.1["total"],
         0,
         "no node written"
+    );
+}
+
+/// Every rejection is problem+json naming what to fix, never echoing what was sent: an
+/// oversized body 413, a repeated parameter or an unreadable path segment 400 naming it, a
+/// field of the wrong type 400 naming the field, unknown routes 404, wrong methods 405.
+#[tokio::test]
+async fn api_malformed_requests_are_problem_json_naming_what_to_fix() {
+    let ns = TestNamespace::new("apimal").await;
+    let server = serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let p = person(&graph).await;
+    let http = reqwest::Client::new();
+    let send = |method: &str, path: &str| {
+        http.request(method.parse().unwrap(), format!("{}{path}", server.base))
+            .bearer_auth(api::token(&p.sub))
+            .header("x-space-type", "personal")
+            .header("x-space-id", &p.space)
+    };
+    async fn answer(req: reqwest::RequestBuilder) -> (u16, Value) {
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        assert_eq!(
+            res.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "status {status}"
+        );
+        (status, res.json().await.unwrap())
+    }
+    let fields = |problem: &Value| -> Vec<String> {
+        problem["details"]["validation_errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let huge = json!({"name": "big", "description": "x".repeat(10 << 20)});
+    let (code, problem) = answer(send("POST", "/api/v1/databases").json(&huge)).await;
+    assert_eq!(code, 413, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1048576 bytes"),
+        "{problem}"
+    );
+
+    let (code, problem) = answer(send("GET", "/api/v1/databases?page=1&page=2")).await;
+    assert_eq!(
+        (code, fields(&problem)),
+        (400, vec!["page".to_string()]),
+        "{problem}"
+    );
+
+    let (code, problem) = answer(send("GET", "/api/v1/databases/%FF%FE")).await;
+    assert_eq!(
+        (code, fields(&problem)),
+        (400, vec!["id".to_string()]),
+        "{problem}"
+    );
+
+    let (code, problem) = answer(send("GET", "/api/v1/no-such-route")).await;
+    assert_eq!(code, 404, "{problem}");
+    let (code, problem) = answer(send("PATCH", "/api/v1/databases")).await;
+    assert_eq!(code, 405, "{problem}");
+
+    let (code, problem) = answer(
+        send("POST", "/api/v1/databases")
+            .header("content-type", "text/plain")
+            .body("name=x"),
+    )
+    .await;
+    assert_eq!(code, 415, "{problem}");
+
+    let secret = "hunter2-never-echoed";
+    let mut body = pg_body("typed");
+    body["port"] = json!({"nested": secret});
+    body["max_rows"] = json!(secret);
+    let (code, problem) = answer(send("POST", "/api/v1/databases").json(&body)).await;
+    assert_eq!(code, 400, "{problem}");
+    assert_eq!(fields(&problem), vec!["max_rows".to_string()], "{problem}");
+    assert!(!problem.to_string().contains(secret), "{problem}");
+
+    let (code, problem) = answer(
+        send("POST", "/api/v1/databases")
+            .header("content-type", "application/json")
+            .body(format!("{{\"password\": \"{secret}")),
+    )
+    .await;
+    assert_eq!(code, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{problem}"
+    );
+    assert!(!problem.to_string().contains(secret), "{problem}");
+
+    assert!(
+        ns.api::<Database>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no CR written"
     );
 }
 

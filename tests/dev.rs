@@ -122,6 +122,70 @@ async fn dev_script_prints_curl_lines_that_work_as_printed() {
     let history = run(curls[4]);
     assert_eq!(history["history"][0]["status"], "success", "{history}");
 
+    // The demo survives any change of its space: delete its last database (DBHub is stopped:
+    // it refuses a configuration without sources), then register one again (DBHub comes back).
+    let base = format!("http://127.0.0.1:{api_port}");
+    let list_url = format!(" {base}/api/v1/databases");
+    let headers = curls[0]
+        .strip_prefix("curl -s ")
+        .and_then(|l| l.strip_suffix(&list_url))
+        .expect("the list line is `curl -s <headers> <base>/api/v1/databases`")
+        .to_string();
+    let db_url = curls[2]
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches("/tables");
+    let status_of = |line: String| {
+        let out = std::process::Command::new("bash")
+            .args(["-c", &line])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        status_of(format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' -X DELETE {headers} {db_url}"
+        )),
+        "204"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let empty = run(&format!("curl -s {headers}{list_url}"));
+    assert_eq!(empty["databases"], serde_json::json!([]), "{empty}");
+    let s = stack();
+    let body = serde_json::json!({"name": "demo-again", "type": "postgresql", "host": "127.0.0.1",
+        "port": s.get("STACK_PG_PORT"), "database": s.get("STACK_DB_NAME"), "username": s.get("STACK_DB_USER"),
+        "password": s.hostile_password(), "ssl_mode": "disable"});
+    std::fs::write(
+        std::env::temp_dir().join(format!("{pgid}-body.json")),
+        body.to_string(),
+    )
+    .unwrap();
+    let created = run(&format!(
+        "curl -s {headers} -H 'Content-Type: application/json' -d @{} {base}/api/v1/databases",
+        std::env::temp_dir()
+            .join(format!("{pgid}-body.json"))
+            .display()
+    ));
+    let again = created["id"]
+        .as_str()
+        .expect("registered again")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = run(&format!(
+            "curl -s {headers} -H 'Content-Type: application/json' -d '{{\"query\": \"SELECT 7 AS seven\"}}' {base}/api/v1/databases/{again}/query"
+        ));
+        if out["rows"][0]["seven"] == 7 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the re-registered database never answered through the demo's DBHub: {out}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
     let _ = std::process::Command::new("kill")
         .args(["-TERM", "--", &format!("-{pgid}")])
         .status();

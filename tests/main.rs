@@ -9,6 +9,8 @@ mod crds;
 mod database_controller;
 mod dbhubinstance_controller;
 mod dev;
+mod hostile;
+mod load;
 mod mcp;
 mod packaging;
 mod queries;

@@ -3,68 +3,18 @@
 //! configures the space's DBHub, the test starts that DBHub from the generated objects (no
 //! kubelet here), and the API reaches it over MCP.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dbhub_operator::crd::DBHubInstance;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::support::api::{self, Call, person, personal, serve_with_dbhub, wait_status};
+use crate::support::api::{self, Call, person, personal, wait_status};
 use crate::support::dbhub::{DbHub, free_port, pod_view, run_pod_on};
 use crate::support::kube::TestNamespace;
+use crate::support::scenario::{cr_of, pg_body, query, register, setup, wait_served};
 use crate::support::{logs, stack, unique};
-
-/// The Database CR name of a record id.
-fn cr_of(id: &str) -> String {
-    format!("db-{}", id.replace('-', ""))
-}
-
-/// Waits until the instance's configuration holds exactly these Databases.
-async fn wait_served(ns: &TestNamespace, instance: &str, crs: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let served = ns
-            .api::<DBHubInstance>()
-            .get_opt(instance)
-            .await
-            .unwrap()
-            .and_then(|i| i.status)
-            .map(|s| s.connected_databases)
-            .unwrap_or_default();
-        let mut want = crs.to_vec();
-        want.sort();
-        let mut have = served.clone();
-        have.sort();
-        if have == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{instance} serves {served:?}, want {crs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn register(call: &Call<'_>, body: Value) -> String {
-    let (code, created) = call.send("POST", "/api/v1/databases", Some(body)).await;
-    assert_eq!(code, 201, "{created}");
-    let id = created["id"].as_str().unwrap().to_string();
-    wait_status(call, &id, "Connected").await;
-    id
-}
-
-fn pg_body(name: &str, extra: Value) -> Value {
-    let s = stack();
-    let mut b = json!({"name": name, "type": "postgresql", "host": s.get("STACK_PG_HOST"),
-        "port": s.get("STACK_PG_PORT"), "database": s.get("STACK_DB_NAME"),
-        "username": s.get("STACK_DB_USER"), "password": s.hostile_password(), "ssl_mode": "disable"});
-    for (k, v) in extra.as_object().unwrap() {
-        b[k] = v.clone();
-    }
-    b
-}
 
 fn mariadb_body(name: &str, readonly: bool) -> Value {
     let s = stack();
@@ -87,11 +37,6 @@ async fn dbhub_saw(hub: &DbHub, token: &str) -> String {
         .unwrap()
 }
 
-async fn query(call: &Call<'_>, id: &str, body: Value) -> (u16, Value) {
-    call.send("POST", &format!("/api/v1/databases/{id}/query"), Some(body))
-        .await
-}
-
 fn assert_no_password(what: &str, text: &str) {
     let pw = stack().hostile_password();
     assert!(!text.contains(pw), "the password leaked into {what}");
@@ -104,29 +49,6 @@ fn assert_no_password(what: &str, text: &str) {
         !text.contains(&encoded),
         "the encoded password leaked into {what}"
     );
-}
-
-/// A test namespace with the reconcilers and the API, which reaches DBHub on the returned
-/// loopback port (where the test later runs it from the generated objects).
-async fn setup(
-    prefix: &str,
-) -> (
-    TestNamespace,
-    crate::support::operator::Running,
-    crate::support::api::ApiServer,
-    u16,
-) {
-    logs::capture();
-    let ns = TestNamespace::new(prefix).await;
-    let ctl = crate::support::operator::start(&ns.name).await;
-    let port = free_port();
-    let server = serve_with_dbhub(
-        &ns.name,
-        ns.client.clone(),
-        &format!("http://127.0.0.1:{port}/mcp"),
-    )
-    .await;
-    (ns, ctl, server, port)
 }
 
 #[tokio::test]

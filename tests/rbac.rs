@@ -13,7 +13,6 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::api::{self, person, personal};
 use crate::support::kube::TestNamespace;
@@ -80,7 +79,7 @@ async fn rbac_shipped_role_is_enough_for_api_and_reconcilers_and_no_more() {
     let sa = service_account_client(&ns).await;
 
     // Reconcilers and API as the ServiceAccount.
-    let stop = CancellationToken::new();
+    let stop = aether_dbhub::lifecycle::Lifecycle::new();
     let scope = Scope {
         namespace: Some(ns.name.clone()),
     };
@@ -173,7 +172,7 @@ async fn rbac_shipped_role_is_enough_for_api_and_reconcilers_and_no_more() {
             .and_then(|s| s.holder_identity)
             .is_some_and(|h| !h.is_empty())
     );
-    stop.cancel();
+    stop.stop();
     reconcilers.await.unwrap();
     let released = leases.get("aether-dbhub-leader").await.unwrap();
     assert!(
@@ -225,5 +224,5 @@ async fn rbac_shipped_role_is_enough_for_api_and_reconcilers_and_no_more() {
         denied(other_ns.list(&Default::default()).await.map(|_| ())),
         "another namespace"
     );
-    stop.cancel();
+    stop.stop();
 }

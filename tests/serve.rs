@@ -418,3 +418,76 @@ async fn leader_election_one_replica_reconciles_and_the_other_takes_over() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs the real binary with `args` and `env` until it exits (within 60 s); (success, stderr).
+async fn run_to_exit(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
+        .args(args)
+        .env("KUBECONFIG", stack().get("KUBECONFIG"))
+        .env("AETHER_DBHUB_JWT_ISSUERS", crate::support::api::ISSUER)
+        .env("AETHER_DBHUB_JWT_HS256_SECRET", crate::support::api::SECRET)
+        .env("AETHER_DBHUB_WATCH_NAMESPACE", unique("exit-scope"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the process exits on its own")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect()
+}
+
+#[tokio::test]
+async fn serve_exits_non_zero_when_neo4j_stays_unreachable_past_its_startup_timeout() {
+    let started = Instant::now();
+    let (ok, stderr) = run_to_exit(
+        &["--log-format", "json", "serve"],
+        &[
+            ("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{}", free_port())),
+            (
+                "AETHER_DBHUB_NEO4J_URI",
+                format!("bolt://127.0.0.1:{}", free_port()),
+            ),
+            ("AETHER_DBHUB_NEO4J_STARTUP_TIMEOUT", "3".into()),
+        ],
+    )
+    .await;
+    assert!(!ok, "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    assert!(
+        errors[0].contains("--neo4j-startup-timeout"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[tokio::test]
+async fn operator_exits_non_zero_when_its_listen_address_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, stderr) = run_to_exit(
+        &["--log-format", "json", "operator", "--listen", &addr],
+        &[],
+    )
+    .await;
+    assert!(!ok, "{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    assert!(errors[0].contains(&addr), "{}", errors[0]);
+}

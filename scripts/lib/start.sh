@@ -32,6 +32,15 @@ spawn_as() {
   else spawn "$@"; fi
 }
 
+# port_of NAME: the port NAME listened on before (so a restarted component comes back where
+# its clients expect it), or a new free one; recorded in $STATE/ports/NAME.
+port_of() {
+  local f="$STATE/ports/$1"
+  mkdir -p "$STATE/ports"
+  [ -s "$f" ] || free_port >"$f"
+  cat "$f"
+}
+
 wait_for() {
   local what=$1 timeout=$2 logf=$3; shift 3
   local i=0
@@ -47,7 +56,7 @@ wait_for() {
 
 start_etcd() {
   local port peer dir
-  port=$(free_port); peer=$(free_port); dir="$STATE/etcd"
+  port=$(port_of etcd); peer=$(port_of etcd-peer); dir="$STATE/etcd"
   mkdir -p "$dir"
   spawn etcd "$STATE/logs/etcd.log" "$(etcd_dir)/bin/etcd" --name stack --data-dir "$dir" \
     --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
@@ -61,6 +70,11 @@ start_etcd() {
 # envtest way, with RBAC on so tests can prove what a role may and may not do.
 kube_pki() {
   local p="$STATE/pki"
+  if [ -f "$p/tokens.csv" ]; then   # a restart: same CA, keys and tokens
+    ADMIN_TOKEN=$(sed -n 's/^\([^,]*\),stack-admin,.*/\1/p' "$p/tokens.csv")
+    NOBODY_TOKEN=$(sed -n 's/^\([^,]*\),stack-nobody,.*/\1/p' "$p/tokens.csv")
+    return 0
+  fi
   mkdir -p "$p"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=aether-dbhub-stack-ca" \
     -keyout "$p/ca.key" -out "$p/ca.crt" -addext "basicConstraints=critical,CA:TRUE" \
@@ -83,7 +97,8 @@ kube_pki() {
 
 start_kube() {
   local port
-  port=$(free_port)
+  port=$(port_of kube-apiserver)
+  ETCD_URL="http://127.0.0.1:$(port_of etcd)"
   kube_pki
   spawn kube-apiserver "$STATE/logs/kube-apiserver.log" "$(kube_dir)/bin/kube-apiserver" \
     --etcd-servers "$ETCD_URL" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
@@ -129,7 +144,7 @@ EOF
 
 start_neo4j() {
   local port dir
-  port=$(free_port); dir="$STATE/neo4j"
+  port=$(port_of neo4j); dir="$STATE/neo4j"
   mkdir -p "$dir"
   spawn neo4j "$STATE/logs/neo4j.log" java -Xms256m -Xmx768m \
     -cp "$(neo4j_dir)/classes:$(cat "$(neo4j_dir)/classpath")" Neo4jLauncher "$dir" "$port"
@@ -145,17 +160,22 @@ my_lit() { local v=${1//\\/\\\\}; printf "'%s'" "${v//\'/\\\'}"; }
 start_postgres() {
   local bin port dir sock
   bin=$(pg_bin) || die "PostgreSQL server binaries not found (apt-get install postgresql)"
-  port=$(free_port); dir="$DATA/postgres"; sock="$DATA/sock"
-  mkdir -p "$dir/data" "$sock"; chmod 777 "$sock"
-  echo "stack-admin" >"$dir/pwfile"
-  own_dir postgres "$dir"
-  as_user postgres "$bin/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" \
-    --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-instructions >"$STATE/logs/initdb.log" 2>&1 ||
-    die "initdb failed (log: $STATE/logs/initdb.log)"
+  port=$(port_of postgres); dir="$DATA/postgres"; sock="$DATA/sock"
+  local fresh=0
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    fresh=1
+    mkdir -p "$dir/data" "$sock"; chmod 777 "$sock"
+    echo "stack-admin" >"$dir/pwfile"
+    own_dir postgres "$dir"
+    as_user postgres "$bin/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" \
+      --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-instructions >"$STATE/logs/initdb.log" 2>&1 ||
+      die "initdb failed (log: $STATE/logs/initdb.log)"
+  fi
   spawn_as postgres postgres "$STATE/logs/postgres.log" "$bin/postgres" -D "$dir/data" \
     -p "$port" -k "$sock" -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200
   PG_PORT=$port
   wait_for postgres 60 "$STATE/logs/postgres.log" "$bin/pg_isready" -h 127.0.0.1 -p "$port"
+  [ "$fresh" = 1 ] || return 0
   local psql=(as_user postgres "$bin/psql" -h "$sock" -p "$port" -U postgres -v ON_ERROR_STOP=1 -q)
   "${psql[@]}" -d postgres -c "CREATE ROLE $APP_USER LOGIN PASSWORD $(pg_lit "$HOSTILE_PASSWORD")" &&
     "${psql[@]}" -d postgres -c "CREATE DATABASE $APP_DB OWNER $APP_USER" ||
@@ -164,18 +184,23 @@ start_postgres() {
 
 start_mariadb() {
   local port dir sock
-  port=$(free_port); dir="$DATA/mariadb"; sock="$DATA/sock/mariadb.sock"
-  mkdir -p "$dir/data"; own_dir mysql "$dir"
-  mariadb-install-db --no-defaults --datadir="$dir/data" --user="$( [ "$(id -u)" -eq 0 ] && echo mysql || id -un)" \
-    --auth-root-authentication-method=normal --skip-test-db >"$STATE/logs/mariadb-install.log" 2>&1 ||
-    die "mariadb-install-db failed (log: $STATE/logs/mariadb-install.log)"
-  own_dir mysql "$dir"
+  port=$(port_of mariadb); dir="$DATA/mariadb"; sock="$DATA/sock/mariadb.sock"
+  local fresh=0
+  if [ ! -d "$dir/data/mysql" ]; then
+    fresh=1
+    mkdir -p "$dir/data"; own_dir mysql "$dir"
+    mariadb-install-db --no-defaults --datadir="$dir/data" --user="$( [ "$(id -u)" -eq 0 ] && echo mysql || id -un)" \
+      --auth-root-authentication-method=normal --skip-test-db >"$STATE/logs/mariadb-install.log" 2>&1 ||
+      die "mariadb-install-db failed (log: $STATE/logs/mariadb-install.log)"
+    own_dir mysql "$dir"
+  fi
   local userflag=(); [ "$(id -u)" -eq 0 ] && userflag=(--user=mysql)
   spawn mariadb "$STATE/logs/mariadb.log" mariadbd --no-defaults --datadir="$dir/data" \
     --port="$port" --bind-address=127.0.0.1 --socket="$sock" --pid-file="$dir/mariadbd.pid" \
     --skip-name-resolve --innodb-flush-log-at-trx-commit=0 --skip-log-bin "${userflag[@]}"
   MY_PORT=$port
   wait_for mariadb 60 "$STATE/logs/mariadb.log" mariadb-admin --no-defaults --socket="$sock" -uroot ping
+  [ "$fresh" = 1 ] || return 0
   mariadb --no-defaults --socket="$sock" -uroot -e "
     CREATE DATABASE $APP_DB;
     CREATE USER '$APP_USER'@'%' IDENTIFIED BY $(my_lit "$HOSTILE_PASSWORD");

@@ -5,7 +5,7 @@
 pub(super) mod check;
 pub mod dto;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use self::dto::{DatabaseInput, DatabaseList, DatabaseRecord, validate};
 use super::AppState;
 use super::context::{Permission, SpaceContext};
+use super::extract::{JsonBody, Path, Query};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::kube::{Owner, cached_status};
 use crate::storage::databases::Record;
@@ -134,10 +135,9 @@ pub(super) async fn read(
 pub(super) async fn create(
     State(state): State<AppState>,
     ctx: SpaceContext,
-    body: Result<Json<DatabaseInput>, axum::extract::rejection::JsonRejection>,
+    JsonBody(input): JsonBody<DatabaseInput>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<DatabaseRecord>)> {
     ctx.require(Permission::Create)?;
-    let Json(input) = body?;
     let valid = validate(&input, None).map_err(ApiError::Validation)?;
     guard_host(&state, &valid.record).await?;
     let id = uuid::Uuid::new_v4();
@@ -224,10 +224,9 @@ pub(super) async fn update(
     State(state): State<AppState>,
     ctx: SpaceContext,
     Path(id): Path<String>,
-    body: Result<Json<DatabaseInput>, axum::extract::rejection::JsonRejection>,
+    JsonBody(input): JsonBody<DatabaseInput>,
 ) -> ApiResult<Json<DatabaseRecord>> {
     ctx.require(Permission::Update)?;
-    let Json(input) = body?;
     let old = state
         .store
         .get_database(&ctx.scope(), &id)

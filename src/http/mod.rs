@@ -2,22 +2,22 @@
 
 mod context;
 mod databases;
+mod extract;
 mod health;
+mod layers;
 pub mod openapi;
 mod query;
 mod schema;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware;
 use dbhub_operator::crd::Database;
 use kube::runtime::reflector::Store as Cache;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa_scalar::Servable;
 
@@ -25,8 +25,29 @@ pub use context::{Permission, SpaceContext};
 pub use databases::dto;
 
 use crate::auth::Verifier;
-use crate::error::REQUEST_ID;
+use crate::error::ApiError;
 use crate::storage::Store;
+
+/// What one request may send and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// SQL size, statements and tokens.
+    pub sql: crate::sql::Limits,
+    /// Largest request body (413 beyond).
+    pub max_body_bytes: usize,
+    /// Default deadline of a request (504 beyond).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            sql: Default::default(),
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -45,6 +66,8 @@ pub struct AppState {
     pub guard: Arc<crate::hostguard::HostGuard>,
     /// DBHub sessions (queries and schema browsing).
     pub hubs: Arc<crate::mcp::hub::Hubs>,
+    /// Request limits.
+    pub limits: Limits,
 }
 
 /// The whole HTTP application.
@@ -69,9 +92,16 @@ pub fn router(state: AppState) -> Router {
             <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
         ))
         .route("/metrics", axum::routing::get(crate::metrics::handler))
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.limits.request_timeout,
+            layers::deadline,
+        ))
         .with_state(state)
-        .layer(middleware::from_fn(request_id_scope))
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn(layers::request_scope))
+        .layer(middleware::from_fn(layers::track))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(
             TraceLayer::new_for_http()
@@ -104,34 +134,4 @@ fn request_span(req: &Request) -> tracing::Span {
         request_id = %request_id,
         space_id = tracing::field::Empty,
     )
-}
-
-/// Counts the request by method, matched route and status, and times it.
-async fn track(req: Request, next: Next) -> Response {
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_string();
-    let started = std::time::Instant::now();
-    let res = next.run(req).await;
-    crate::metrics::http(
-        &method,
-        &route,
-        res.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    res
-}
-
-/// Makes the request id available to error bodies (`request_id`).
-async fn request_id_scope(req: Request, next: Next) -> Response {
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|r| r.header_value().to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    REQUEST_ID.scope(id, next.run(req)).await
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dbhub_operator::crd::DatabaseType;
@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::context::{Permission, SpaceContext};
+use super::extract::{JsonBody, Path, Query};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::mcp::hub::HubError;
 use crate::mcp::{ExecResult, McpError};
@@ -33,7 +34,8 @@ pub(super) fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct QueryInput {
     /// SQL; several statements may be separated by `;`.
-    pub query: String,
+    #[schema(value_type = String, required = true)]
+    pub query: Option<String>,
     /// Bind parameters: DBHub's execute_sql has none, so only an empty list/object is accepted.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -87,7 +89,12 @@ pub struct QueryOutput {
 /// Checks the body: the SQL, no bind parameters, the row limit.
 fn validate(input: &QueryInput, db_max: i64) -> ApiResult<(String, i64)> {
     let mut errs = Vec::new();
-    let sql = input.query.trim().to_string();
+    let sql = input
+        .query
+        .as_deref()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     if sql.is_empty() {
         errs.push(FieldError::new("query", "required: the SQL to run"));
     }
@@ -190,6 +197,12 @@ pub fn hub_problem(e: HubError) -> ApiError {
                 "DBHub is loading its new configuration; retry shortly".into(),
             ),
             McpError::Protocol(_) => ApiError::BadGateway("DBHub answered unexpectedly".into()),
+            McpError::TooLarge { bytes, limit } => ApiError::Validation(vec![FieldError::new(
+                "query",
+                format!(
+                    "the query is {bytes} bytes once encoded for DBHub, which accepts at most {limit} bytes per request: shorten it"
+                ),
+            )]),
             McpError::Tool { code, message } => match code.as_str() {
                 "READONLY_VIOLATION" => ApiError::ReadOnly(format!(
                     "the database is read-only: {}",
@@ -257,11 +270,14 @@ pub(super) async fn run(
     State(state): State<AppState>,
     ctx: SpaceContext,
     Path(id): Path<String>,
-    body: Result<Json<QueryInput>, axum::extract::rejection::JsonRejection>,
+    deadline: super::layers::Deadline,
+    JsonBody(input): JsonBody<QueryInput>,
 ) -> ApiResult<Json<QueryOutput>> {
     ctx.require(Permission::Read)?;
-    let Json(input) = body?;
     let (r, engine) = connected(&state, &ctx, &id).await?;
+    // The database's own query timeout must answer first (with DBHub's message).
+    let query_timeout = Duration::from_secs(u64::try_from(r.query_timeout).unwrap_or(0));
+    deadline.extend(state.hubs.timeout() + query_timeout + Duration::from_secs(5));
     let (sql, limit) = validate(&input, r.max_rows)?;
     let started = Instant::now();
     let now = Timestamp::now();
@@ -281,7 +297,10 @@ pub(super) async fn run(
         executed_at: now.to_string(),
         executed_ns: i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX),
     };
-    let refusal = match classify(&sql, engine) {
+    let verdict = classify(&sql, engine, &state.limits.sql)
+        .await
+        .map_err(|e| ApiError::Validation(vec![FieldError::new("query", e.to_string())]))?;
+    let refusal = match verdict {
         Verdict::ReadOnly { .. } => None,
         verdict => {
             let why = match verdict {
@@ -310,12 +329,7 @@ pub(super) async fn run(
     }
     let out = state
         .hubs
-        .execute_sql(
-            &instance(&state, &ctx),
-            &r.cr_name,
-            &sql,
-            Duration::from_secs(u64::try_from(r.query_timeout).unwrap_or(0)),
-        )
+        .execute_sql(&instance(&state, &ctx), &r.cr_name, &sql, query_timeout)
         .await;
     run.duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     match out {

@@ -2,7 +2,7 @@
 //! Primary keys come from DBHub's index data (`primary: true`), foreign keys from the engine's
 //! catalog (a read-only SELECT through `execute_sql`) — never from column names.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use dbhub_operator::crd::DatabaseType;
@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::context::{Permission, SpaceContext};
+use super::extract::{Path, Query};
 use super::query::{connected, hub_problem, instance};
 use crate::error::{ApiError, ApiResult, FieldError};
 
@@ -372,8 +373,8 @@ async fn foreign_keys(
 mod tests {
     use super::*;
 
-    #[test]
-    fn foreign_key_lookup_only_for_plain_names_and_always_a_read() {
+    #[tokio::test]
+    async fn foreign_key_lookup_only_for_plain_names_and_always_a_read() {
         for engine in [
             DatabaseType::Postgres,
             DatabaseType::Mysql,
@@ -384,8 +385,8 @@ mod tests {
             let sql = foreign_key_sql(engine, "public", "order_items").unwrap();
             assert!(
                 matches!(
-                    crate::sql::classify(&sql, engine),
-                    crate::sql::Verdict::ReadOnly { statements: 1 }
+                    crate::sql::classify(&sql, engine, &Default::default()).await,
+                    Ok(crate::sql::Verdict::ReadOnly { statements: 1 })
                 ),
                 "{engine:?}: {sql}"
             );

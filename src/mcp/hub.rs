@@ -121,6 +121,11 @@ impl Hubs {
         }
     }
 
+    /// The base timeout of each DBHub call (a query's own timeout comes on top).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     async fn instance(&self, name: &str) -> Result<DBHubInstance, HubError> {
         if let Some(i) = self
             .instances
@@ -294,6 +299,7 @@ impl Hubs {
             Err(HubError::Mcp(McpError::Timeout)) => "timeout",
             Err(HubError::Mcp(McpError::UnknownTool(_))) => "unknown_tool",
             Err(HubError::Mcp(McpError::Protocol(_))) => "protocol",
+            Err(HubError::Mcp(McpError::TooLarge { .. })) => "too_large",
         };
         let name = match tool {
             Tool::Execute => "execute_sql",

@@ -16,6 +16,12 @@ use serde_json::Value;
 
 pub use result::{ExecResult, McpError, StatementResult};
 
+/// DBHub 1.4 parses request bodies with express.json()'s default limit ("100kb") and answers
+/// anything larger with 413; such a request is refused here instead, with a clear reason.
+pub const DBHUB_MAX_REQUEST_BYTES: usize = 100 * 1024;
+/// Room for the JSON-RPC envelope around a tool's arguments.
+const ENVELOPE_BYTES: usize = 512;
+
 /// A live MCP session with one DBHub.
 pub struct Session {
     service: RunningService<rmcp::RoleClient, ()>,
@@ -56,12 +62,19 @@ impl Session {
         arguments: Value,
         timeout: Duration,
     ) -> Result<Value, McpError> {
+        let bytes = serde_json::to_vec(&arguments).map_or(0, |v| v.len()) + ENVELOPE_BYTES;
+        if bytes > DBHUB_MAX_REQUEST_BYTES {
+            return Err(McpError::TooLarge {
+                bytes,
+                limit: DBHUB_MAX_REQUEST_BYTES,
+            });
+        }
         let args = arguments.as_object().cloned().unwrap_or_default();
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
         let res = tokio::time::timeout(timeout, self.service.call_tool(params))
             .await
             .map_err(|_| McpError::Timeout)?
-            .map_err(|e| result::service_error(tool, &e.to_string()))?;
+            .map_err(|e| result::service_error(tool, &e))?;
         let text = res
             .content
             .iter()

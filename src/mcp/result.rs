@@ -29,6 +29,14 @@ pub enum McpError {
     /// An answer this client does not understand.
     #[error("unexpected DBHub answer: {0}")]
     Protocol(String),
+    /// The request would exceed what DBHub accepts in one HTTP request (its JSON body limit).
+    #[error("the request is {bytes} bytes once encoded; DBHub accepts at most {limit}")]
+    TooLarge {
+        /// Size of the encoded request.
+        bytes: usize,
+        /// DBHub's limit.
+        limit: usize,
+    },
 }
 
 /// One statement's outcome.
@@ -123,14 +131,18 @@ pub fn exec_result(data: Value) -> Result<ExecResult, McpError> {
     })
 }
 
-/// A JSON-RPC failure: an unknown tool (-32602) or a transport problem.
-pub fn service_error(tool: &str, text: &str) -> McpError {
-    if text.contains("-32602")
-        || text.to_ascii_lowercase().contains("not found") && text.contains(tool)
-    {
-        McpError::UnknownTool(tool.to_string())
-    } else {
-        McpError::Unavailable(clean_transport(text))
+/// A failed `tools/call`: DBHub answers an unknown tool with JSON-RPC -32602 (invalid params);
+/// anything else is the transport.
+pub fn service_error(tool: &str, e: &rmcp::service::ServiceError) -> McpError {
+    use rmcp::model::ErrorCode;
+    use rmcp::service::ServiceError as S;
+    match e {
+        S::McpError(data) if data.code == ErrorCode::INVALID_PARAMS => {
+            McpError::UnknownTool(tool.to_string())
+        }
+        S::McpError(data) => McpError::Protocol(format!("JSON-RPC error {}", data.code.0)),
+        S::Timeout { .. } => McpError::Timeout,
+        other => McpError::Unavailable(clean_transport(&other.to_string())),
     }
 }
 
@@ -266,8 +278,12 @@ mod tests {
             clean_transport("error sending request: tcp connect error"),
             "DBHub is not reachable"
         );
+        let unknown = rmcp::service::ServiceError::McpError(rmcp::ErrorData::invalid_params(
+            "Tool execute_sql_x not found",
+            None,
+        ));
         assert!(matches!(
-            service_error("execute_sql_x", "Mcp error: -32602: Tool not found"),
+            service_error("execute_sql_x", &unknown),
             McpError::UnknownTool(_)
         ));
     }

@@ -78,10 +78,11 @@ const CREATE: &str = "CREATE (d:Database {id: $id, tenant_id: $tenant_id, space_
     RETURN d";
 const GET: &str =
     "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) RETURN d";
+// One query for the page and the total: a second query would need a second pooled
+// connection while the first is still held.
 const LIST: &str = "MATCH (d:Database {tenant_id: $tenant_id, space_id: $space_id}) \
-    RETURN d ORDER BY d.created_at DESC, d.id SKIP $skip LIMIT $limit";
-const COUNT: &str =
-    "MATCH (d:Database {tenant_id: $tenant_id, space_id: $space_id}) RETURN count(d) AS n";
+    WITH d ORDER BY d.created_at DESC, d.id WITH collect(d) AS found \
+    RETURN size(found) AS total, found[$skip..$skip + $limit] AS page";
 const UPDATE: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) \
     SET d += $fields, d.updated_at = $now RETURN d";
 const DELETE: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) \
@@ -93,6 +94,9 @@ const MIRROR_STATUS: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, 
     SET d.status = $status, d.status_message = $message, d.last_checked = $checked RETURN d.id AS id";
 const NAME_TAKEN: &str = "MATCH (d:Database {tenant_id: $tenant_id, space_id: $space_id, name: $name}) \
     WHERE d.id <> $id RETURN count(d) AS n";
+
+/// Neo4j's code for a uniqueness constraint refusing a write.
+const CONSTRAINT_VIOLATED: &str = "Neo.ClientError.Schema.ConstraintValidationFailed";
 
 /// Where a record lives.
 #[derive(Debug, Clone)]
@@ -133,29 +137,18 @@ fn fields(r: &Record) -> neo4rs::BoltType {
 
 impl Store {
     async fn one(&self, q: Query) -> Result<Option<Record>> {
-        let mut rows = self.graph.execute(q).await?;
-        match rows.next().await? {
-            Some(row) => Ok(Some(row.get::<Record>("d").map_err(neo4rs::Error::from)?)),
+        match self.first(q).await? {
+            Some(row) => Ok(Some(row.get::<Record>("d")?)),
             None => Ok(None),
         }
     }
 
     /// Whether another record in the space already has `name`.
     pub async fn name_taken(&self, s: &Scope<'_>, name: &str, except_id: &str) -> Result<bool> {
-        let mut rows = self
-            .graph
-            .execute(
-                scoped(NAME_TAKEN, s)
-                    .param("name", name)
-                    .param("id", except_id),
-            )
-            .await?;
-        let n: i64 = rows
-            .next()
-            .await?
-            .ok_or(Error::NoRow)?
-            .get("n")
-            .map_err(neo4rs::Error::from)?;
+        let q = scoped(NAME_TAKEN, s)
+            .param("name", name)
+            .param("id", except_id);
+        let n: i64 = self.first(q).await?.ok_or(Error::NoRow)?.get("n")?;
         Ok(n > 0)
     }
 
@@ -173,12 +166,10 @@ impl Store {
             .param("fields", fields(r));
         match self.one(q).await {
             Ok(rec) => rec.ok_or(Error::NoRow),
-            Err(Error::Neo4j(e)) if e.to_string().contains("ConstraintValidationFailed") => {
-                Err(Error::Conflict(format!(
-                    "a database named {:?} already exists in this space",
-                    r.name
-                )))
-            }
+            Err(e) if e.neo4j_code() == Some(CONSTRAINT_VIOLATED) => Err(Error::Conflict(format!(
+                "a database named {:?} already exists in this space",
+                r.name
+            ))),
             Err(e) => Err(e),
         }
     }
@@ -190,22 +181,12 @@ impl Store {
 
     /// A page of the space's records, newest first.
     pub async fn list_databases(&self, s: &Scope<'_>, skip: i64, limit: i64) -> Result<Page> {
-        let mut rows = self
-            .graph
-            .execute(scoped(LIST, s).param("skip", skip).param("limit", limit))
-            .await?;
-        let mut items = Vec::new();
-        while let Some(row) = rows.next().await? {
-            items.push(row.get::<Record>("d").map_err(neo4rs::Error::from)?);
-        }
-        let mut rows = self.graph.execute(scoped(COUNT, s)).await?;
-        let total: i64 = rows
-            .next()
-            .await?
-            .ok_or(Error::NoRow)?
-            .get("n")
-            .map_err(neo4rs::Error::from)?;
-        Ok(Page { items, total })
+        let q = scoped(LIST, s).param("skip", skip).param("limit", limit);
+        let row = self.first(q).await?.ok_or(Error::NoRow)?;
+        Ok(Page {
+            items: row.get("page")?,
+            total: row.get("total")?,
+        })
     }
 
     /// Rewrites the editable fields.
@@ -225,11 +206,10 @@ impl Store {
 
     /// Deletes the record; false when it was not in the scope.
     pub async fn delete_database(&self, s: &Scope<'_>, id: &str) -> Result<bool> {
-        let mut rows = self
-            .graph
-            .execute(scoped(DELETE, s).param("id", id))
-            .await?;
-        Ok(rows.next().await?.is_some())
+        Ok(self
+            .first(scoped(DELETE, s).param("id", id))
+            .await?
+            .is_some())
     }
 
     /// Copies the reconciler's verdict onto the node; writes only when something differs.
@@ -246,7 +226,6 @@ impl Store {
             .param("status", status)
             .param("message", message)
             .param("checked", checked);
-        let mut rows = self.graph.execute(q).await?;
-        Ok(rows.next().await?.is_some())
+        Ok(self.first(q).await?.is_some())
     }
 }

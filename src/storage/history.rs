@@ -112,8 +112,7 @@ impl Store {
             .param("duration_ms", e.duration_ms)
             .param("executed_at", e.executed_at.as_str())
             .param("executed_ns", e.executed_ns);
-        let mut rows = self.graph.execute(q).await?;
-        rows.next().await?.ok_or(Error::NoRow)?;
+        self.first(q).await?.ok_or(Error::NoRow)?;
         Ok(())
     }
 
@@ -135,12 +134,11 @@ impl Store {
             .param("after_ns", after.map_or(-1, |c| c.executed_ns))
             .param("after_id", after.map_or("", |c| c.id.as_str()))
             .param("limit", limit);
-        let mut rows = self.graph.execute(q).await?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().await? {
-            out.push(row.get::<Execution>("q").map_err(neo4rs::Error::from)?);
-        }
-        Ok(out)
+        self.rows(q)
+            .await?
+            .iter()
+            .map(|row| Ok(row.get::<Execution>("q")?))
+            .collect()
     }
 }
 

@@ -31,6 +31,9 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Neo4j's code for a schema rule another replica created at the same moment.
+const SCHEMA_RULE_EXISTS: &str = "Neo.ClientError.Schema.EquivalentSchemaRuleAlreadyExists";
+
 const APPLIED: &str =
     "MATCH (m:AetherDbhubMigration {version: $version}) RETURN m.checksum AS checksum";
 const RECORD: &str = "MERGE (m:AetherDbhubMigration {version: $version}) \
@@ -65,12 +68,11 @@ impl Migration {
 pub async fn run(store: &Store) -> Result<usize> {
     let mut ran = 0;
     for m in MIGRATIONS {
-        let mut rows = store
-            .graph
-            .execute(query(APPLIED).param("version", m.version))
-            .await?;
-        if let Some(row) = rows.next().await? {
-            let recorded: String = row.get("checksum").map_err(neo4rs::Error::from)?;
+        if let Some(row) = store
+            .first(query(APPLIED).param("version", m.version))
+            .await?
+        {
+            let recorded: String = row.get("checksum")?;
             if recorded != m.checksum() {
                 return Err(Error::Migration(format!(
                     "migration V{:04}__{} changed after it was applied (checksum differs); add a new migration instead",
@@ -80,9 +82,9 @@ pub async fn run(store: &Store) -> Result<usize> {
             continue;
         }
         for statement in m.statements() {
-            match store.graph.run(query(&statement)).await {
+            match store.run(query(&statement)).await {
                 // Another replica applying the same schema statement at the same moment.
-                Err(e) if e.to_string().contains("EquivalentSchemaRuleAlreadyExists") => {}
+                Err(e) if e.neo4j_code() == Some(SCHEMA_RULE_EXISTS) => {}
                 other => other?,
             }
         }
@@ -90,7 +92,7 @@ pub async fn run(store: &Store) -> Result<usize> {
             .param("version", m.version)
             .param("name", m.name)
             .param("checksum", m.checksum());
-        store.graph.run(record).await?;
+        store.run(record).await?;
         tracing::info!(
             version = m.version,
             name = m.name,

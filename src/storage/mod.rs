@@ -9,16 +9,20 @@ pub mod spaces;
 
 use std::time::Duration;
 
-use neo4rs::{ConfigBuilder, Graph, query};
+use neo4rs::{ConfigBuilder, Graph, Query, Row, query};
 
 use crate::config::Neo4jArgs;
 
 /// Errors talking to Neo4j.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The driver failed (connection, protocol or a Cypher error).
+    /// Neo4j cannot be reached, or no pooled connection became free within the acquire
+    /// timeout: retrying later can succeed.
+    #[error("neo4j unavailable: {0}")]
+    Unavailable(String),
+    /// The driver failed otherwise (protocol or a Cypher error).
     #[error("neo4j: {0}")]
-    Neo4j(#[from] neo4rs::Error),
+    Neo4j(neo4rs::Error),
     /// A query returned no row where one was expected.
     #[error("neo4j: query returned no row")]
     NoRow,
@@ -30,13 +34,53 @@ pub enum Error {
     Conflict(String),
 }
 
+impl From<neo4rs::Error> for Error {
+    fn from(e: neo4rs::Error) -> Self {
+        use neo4rs::Error as N;
+        match e {
+            N::IOError { .. }
+            | N::ConnectionError
+            | N::IncompleteBoltExchange
+            | N::ServerUnavailableError(_)
+            | N::RoutingTableRefreshFailed(_)
+            | N::RequestIgnoredError => Self::Unavailable(e.to_string()),
+            N::Neo4j(ref n) if n.kind() == neo4rs::Neo4jErrorKind::Transient => {
+                Self::Unavailable(e.to_string())
+            }
+            other => Self::Neo4j(other),
+        }
+    }
+}
+
+impl From<neo4rs::DeError> for Error {
+    fn from(e: neo4rs::DeError) -> Self {
+        Self::Neo4j(e.into())
+    }
+}
+
+impl Error {
+    /// The Neo4j status code of a server-side failure (e.g.
+    /// `Neo.ClientError.Schema.ConstraintValidationFailed`).
+    pub fn neo4j_code(&self) -> Option<&str> {
+        match self {
+            Self::Neo4j(neo4rs::Error::Neo4j(e)) => Some(e.code()),
+            _ => None,
+        }
+    }
+}
+
 /// Result with this module's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A pooled connection to the Aether graph.
+///
+/// Every query goes through [`Store::rows`]: its rows are read to the end and the pooled
+/// connection is released before the caller can start another query, so one request never
+/// holds a connection while it waits for a second one (sixteen such requests used to deadlock
+/// a pool of sixteen).
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) graph: Graph,
+    graph: Graph,
 }
 
 impl Store {
@@ -46,19 +90,46 @@ impl Store {
             .uri(args.uri.as_str())
             .user(args.user.as_str())
             .password(args.password.as_str())
-            .max_connections(16)
+            .max_connections(usize::from(args.max_connections))
+            // Also the read timeout: a Neo4j that stops answering fails requests, not hangs them.
             .connection_timeout(Duration::from_secs(5))
+            // neo4rs wires `max_lifetime` as the pool's wait timeout (and uses it for nothing
+            // else): how long a query waits for a free connection before it is refused.
+            .max_lifetime(args.acquire_timeout)
             .build()?;
         Ok(Self {
             graph: Graph::connect(config)?,
         })
     }
 
+    /// Runs `q` and returns all its rows; the connection is back in the pool when this returns.
+    pub(crate) async fn rows(&self, q: Query) -> Result<Vec<Row>> {
+        let mut stream = self.graph.execute(q).await?;
+        let mut out = Vec::new();
+        while let Some(row) = stream.next().await? {
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// The first row of `q`, if any (the rest are read and dropped).
+    pub(crate) async fn first(&self, q: Query) -> Result<Option<Row>> {
+        Ok(self.rows(q).await?.into_iter().next())
+    }
+
+    /// Runs `q` for its effect.
+    pub(crate) async fn run(&self, q: Query) -> Result<()> {
+        self.graph.run(q).await?;
+        Ok(())
+    }
+
     /// Round trip to the server (`RETURN 1`), for readiness.
     pub async fn ping(&self) -> Result<()> {
-        let mut rows = self.graph.execute(query("RETURN 1 AS one")).await?;
-        let row = rows.next().await?.ok_or(Error::NoRow)?;
-        let one: i64 = row.get("one").map_err(neo4rs::Error::from)?;
+        let row = self
+            .first(query("RETURN 1 AS one"))
+            .await?
+            .ok_or(Error::NoRow)?;
+        let one: i64 = row.get("one")?;
         debug_assert_eq!(one, 1);
         Ok(())
     }

@@ -56,8 +56,7 @@ impl Store {
         kind: SpaceType,
         space_id: &str,
     ) -> Result<Resolution> {
-        let mut rows = self.graph.execute(query(USER).param("sub", sub)).await?;
-        let Some(user) = rows.next().await? else {
+        let Some(user) = self.first(query(USER).param("sub", sub)).await? else {
             return Ok(Resolution::Unknown);
         };
         let user_id: String = user.get("id").unwrap_or_default();
@@ -77,8 +76,7 @@ impl Store {
         let q = query(ORG_SPACE)
             .param("user_id", user_id.as_str())
             .param("space_id", space_id);
-        let mut rows = self.graph.execute(q).await?;
-        let Some(r) = rows.next().await? else {
+        let Some(r) = self.first(q).await? else {
             return Ok(Resolution::Unknown);
         };
         let opt = |k: &str| r.get::<Option<String>>(k).ok().flatten();

@@ -39,6 +39,10 @@ pub async fn store() -> Store {
         uri: stack().get("NEO4J_URI").into(),
         user: "neo4j".into(),
         password: String::new(),
+        // Small on purpose: tests run concurrency well past it.
+        max_connections: 4,
+        acquire_timeout: std::time::Duration::from_secs(2),
+        startup_timeout: std::time::Duration::from_secs(30),
     };
     let store = Store::connect(&args).unwrap();
     static MIGRATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
@@ -53,54 +57,81 @@ pub async fn store() -> Store {
     store
 }
 
+/// How a test API is set up beyond its namespace and Kubernetes identity.
+pub struct Options {
+    /// Refuses database hosts (default: loopback allowed, where the stack's databases listen).
+    pub guard: HostGuard,
+    /// Where every DBHub is reached (a loopback DBHub the test runs from the generated
+    /// objects, since no kubelet runs here); None: each instance's `status.endpoint`.
+    pub dbhub_endpoint: Option<String>,
+    /// Per-space or shared DBHub instances.
+    pub mode: InstanceMode,
+    /// Request limits.
+    pub limits: aether_dbhub::http::Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            guard: HostGuard::new(parse_list("127.0.0.0/8").unwrap(), Vec::new()),
+            dbhub_endpoint: None,
+            mode: InstanceMode::PerSpace,
+            limits: Default::default(),
+        }
+    }
+}
+
 /// Serves the API writing CRs/Secrets into `namespace` with `kube` (whose rights the test
-/// picks); the host guard allows loopback (where the stack's databases listen).
+/// picks).
 pub async fn serve(namespace: &str, kube: kube::Client) -> ApiServer {
-    serve_with_guard(
-        namespace,
-        kube,
-        HostGuard::new(parse_list("127.0.0.0/8").unwrap(), Vec::new()),
-    )
-    .await
+    serve_opts(namespace, kube, Options::default()).await
 }
 
 /// As [`serve`], with the given host guard.
 pub async fn serve_with_guard(namespace: &str, kube: kube::Client, guard: HostGuard) -> ApiServer {
-    serve_full(namespace, kube, guard, None, InstanceMode::PerSpace).await
-}
-
-/// As [`serve`], reaching every DBHub at `endpoint` (a loopback DBHub the test runs from the
-/// generated objects, since no kubelet runs here).
-pub async fn serve_with_dbhub(namespace: &str, kube: kube::Client, endpoint: &str) -> ApiServer {
-    serve_full(
+    serve_opts(
         namespace,
         kube,
-        HostGuard::new(parse_list("127.0.0.0/8").unwrap(), Vec::new()),
-        Some(endpoint.to_string()),
-        InstanceMode::PerSpace,
+        Options {
+            guard,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// As [`serve`], reaching every DBHub at `endpoint`.
+pub async fn serve_with_dbhub(namespace: &str, kube: kube::Client, endpoint: &str) -> ApiServer {
+    let dbhub_endpoint = Some(endpoint.to_string());
+    serve_opts(
+        namespace,
+        kube,
+        Options {
+            dbhub_endpoint,
+            ..Default::default()
+        },
     )
     .await
 }
 
 /// As [`serve_with_dbhub`], with one DBHubInstance shared by every space.
 pub async fn serve_shared(namespace: &str, kube: kube::Client, endpoint: &str) -> ApiServer {
-    serve_full(
+    let dbhub_endpoint = Some(endpoint.to_string());
+    let mode = InstanceMode::Shared;
+    serve_opts(
         namespace,
         kube,
-        HostGuard::new(parse_list("127.0.0.0/8").unwrap(), Vec::new()),
-        Some(endpoint.to_string()),
-        InstanceMode::Shared,
+        Options {
+            dbhub_endpoint,
+            mode,
+            ..Default::default()
+        },
     )
     .await
 }
 
-async fn serve_full(
-    namespace: &str,
-    kube: kube::Client,
-    guard: HostGuard,
-    dbhub_endpoint: Option<String>,
-    mode: InstanceMode,
-) -> ApiServer {
+/// Serves the API as `options` say.
+pub async fn serve_opts(namespace: &str, kube: kube::Client, options: Options) -> ApiServer {
     let auth = AuthArgs {
         jwt_issuers: ISSUER.into(),
         jwt_audience: String::new(),
@@ -112,15 +143,16 @@ async fn serve_full(
         store: store().await,
         kube: kube.clone(),
         verifier: Arc::new(Verifier::from_args(&auth).unwrap()),
-        writer: aether_dbhub::kube::Writer::new(kube.clone(), namespace, mode),
+        writer: aether_dbhub::kube::Writer::new(kube.clone(), namespace, options.mode),
         cache: aether_dbhub::kube::status_cache(kube.clone(), namespace),
-        guard: Arc::new(guard),
+        guard: Arc::new(options.guard),
         hubs: Arc::new(aether_dbhub::mcp::hub::Hubs::new(
             kube,
             namespace,
-            dbhub_endpoint,
+            options.dbhub_endpoint,
             std::time::Duration::from_secs(10),
         )),
+        limits: options.limits,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -133,10 +165,14 @@ async fn serve_full(
 /// An HS256 token for `sub`, valid for an hour unless `exp_offset` says otherwise.
 pub fn token_with(sub: &str, iss: &str, exp_offset: i64) -> String {
     let exp = jsonwebtoken::get_current_timestamp() as i64 + exp_offset;
-    let claims = json!({"sub": sub, "iss": iss, "exp": exp, "iat": exp - 3600});
+    signed(&json!({"sub": sub, "iss": iss, "exp": exp, "iat": exp - 3600}))
+}
+
+/// An HS256 token with exactly these claims, signed with the test verifier's secret.
+pub fn signed(claims: &Value) -> String {
     encode(
         &Header::default(),
-        &claims,
+        claims,
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap()
@@ -232,8 +268,13 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Sends `method path` with an optional JSON body; returns (status, JSON body or Null).
-    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    /// Sends `method path` with an optional JSON body; the whole response.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
         let mut req = reqwest::Client::new()
             .request(method.parse().unwrap(), format!("{}{path}", self.api.base))
             .bearer_auth(&self.token)
@@ -242,7 +283,12 @@ impl Call<'_> {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.unwrap();
+        req.send().await.unwrap()
+    }
+
+    /// Sends `method path` with an optional JSON body; returns (status, JSON body or Null).
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let res = self.request(method, path, body).await;
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))

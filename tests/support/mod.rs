@@ -9,6 +9,7 @@ pub mod dbhub;
 pub mod kube;
 pub mod logs;
 pub mod operator;
+pub mod scenario;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,43 @@ impl Stack {
     /// Where tests may record the PIDs of processes they start (so `stack down` stops them).
     pub fn pid_dir(&self) -> PathBuf {
         PathBuf::from(self.get("STACK_DIR")).join("pids")
+    }
+}
+
+/// One component of the shared stack stopped (`scripts/stack stop NAME`) until dropped, when it
+/// is started again on the same port with the same data — also when the test panics.
+pub struct Outage(&'static str);
+
+impl Outage {
+    /// Stops `component` (etcd, kube-apiserver, neo4j, postgres, mariadb).
+    pub fn begin(component: &'static str) -> Self {
+        stack_ctl("stop", component).unwrap();
+        Self(component)
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        // Never panic here (it may run while a failed test unwinds).
+        if let Err(e) = stack_ctl("start", self.0) {
+            eprintln!("{e}");
+        }
+    }
+}
+
+fn stack_ctl(action: &str, component: &str) -> Result<(), String> {
+    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack"))
+        .args([action, component])
+        .env("AETHER_DBHUB_STACK_DIR", stack().get("STACK_DIR"))
+        .output()
+        .map_err(|e| format!("running scripts/stack: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "scripts/stack {action} {component} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 

@@ -3,7 +3,7 @@
 //! status is updated).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use dbhub_operator::crd::Database;
 use dbhub_operator::dsn::Credentials;
 use dbhub_operator::probe;
@@ -16,6 +16,7 @@ use super::guard_host;
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::context::{Permission, SpaceContext};
+use crate::http::extract::{JsonBody, Path};
 
 /// The frontend's test body.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -79,10 +80,9 @@ fn outcome(r: Result<probe::Probed, probe::ProbeError>) -> TestResult {
 pub(super) async fn test_unsaved(
     State(state): State<AppState>,
     ctx: SpaceContext,
-    body: Result<Json<TestInput>, axum::extract::rejection::JsonRejection>,
+    JsonBody(t): JsonBody<TestInput>,
 ) -> ApiResult<Json<TestResult>> {
     ctx.require(Permission::Create)?;
-    let Json(t) = body?;
     let input = DatabaseInput {
         name: Some("connection test".into()),
         db_type: t.database_type,

@@ -1,0 +1,187 @@
+//! What every scenario needs: the stack, a release `aether-dbhub serve` process with its own
+//! namespace, a user with a personal space and token, the stack's PostgreSQL registered through
+//! the API, and that space's DBHub run from the generated objects.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::api::{person, token};
+use crate::support::dbhub::{DbHub, free_port, pod_view, run_pod_on};
+use crate::support::kube::TestNamespace;
+use crate::support::scenario::{cr_of, pg_body, wait_served};
+use crate::support::stack;
+
+/// Brings the stack up unless it runs (`scripts/stack up` is idempotent; without
+/// `AETHER_DBHUB_STACK_ENV` the support module reads the repository's `.stack/env`).
+pub fn ensure_stack() {
+    if std::env::var_os("AETHER_DBHUB_STACK_ENV").is_some() {
+        return;
+    }
+    let ok = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack"))
+        .arg("up")
+        .stdout(Stdio::null())
+        .status()
+        .expect("running scripts/stack up")
+        .success();
+    assert!(ok, "scripts/stack up failed");
+}
+
+/// A running `aether-dbhub serve` (release build) and what it serves.
+pub struct Service {
+    child: tokio::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// Its namespace (CRs, Secrets, DBHubInstances).
+    pub ns: TestNamespace,
+    /// The DBHub port the service reaches.
+    pub dbhub_port: u16,
+}
+
+impl Service {
+    pub async fn start() -> Self {
+        crate::support::crds::ensure_installed().await;
+        let ns = TestNamespace::new("bench").await;
+        let (port, dbhub_port) = (free_port(), free_port());
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
+            .args(["--log-format", "json", "--log", "warn", "serve"])
+            .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
+            .env("AETHER_DBHUB_NEO4J_URI", stack().get("NEO4J_URI"))
+            .env("AETHER_DBHUB_JWT_ISSUERS", crate::support::api::ISSUER)
+            .env("AETHER_DBHUB_JWT_HS256_SECRET", crate::support::api::SECRET)
+            .env("AETHER_DBHUB_NAMESPACE", &ns.name)
+            .env("AETHER_DBHUB_WATCH_NAMESPACE", &ns.name)
+            .env("AETHER_DBHUB_HOST_ALLOW_CIDRS", "127.0.0.0/8")
+            .env(
+                "AETHER_DBHUB_DBHUB_ENDPOINT",
+                format!("http://127.0.0.1:{dbhub_port}/mcp"),
+            )
+            .env("KUBECONFIG", stack().get("KUBECONFIG"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting aether-dbhub serve");
+        let s = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            ns,
+            dbhub_port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", s.base)).await
+                && r.status().is_success()
+            {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the service never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+}
+
+/// A user of the service with one registered, Connected and served PostgreSQL database.
+pub struct Tenant {
+    pub token: String,
+    pub space: String,
+    pub db_id: String,
+    pub http: reqwest::Client,
+    pub base: String,
+    /// The space's DBHub, run from the generated objects (kept alive for the service).
+    #[allow(dead_code)]
+    pub hub: DbHub,
+    /// Its bearer token (for calling DBHub directly).
+    #[allow(dead_code)]
+    pub hub_token: String,
+}
+
+impl Tenant {
+    pub async fn register(svc: &Service) -> Self {
+        let graph = crate::support::api::graph();
+        let p = person(&graph).await;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .build()
+            .unwrap();
+        let (token, space, base) = (token(&p.sub), p.space.clone(), svc.base.clone());
+        let send = |m, path, body| send(&http, &base, &token, &space, m, path, body);
+        let (code, created) = send(
+            "POST",
+            "/api/v1/databases".into(),
+            Some(pg_body("bench", json!({}))),
+        )
+        .await;
+        assert_eq!(code, 201, "{created}");
+        let db_id = created["id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, r) = send("GET", format!("/api/v1/databases/{db_id}"), None).await;
+            if r["status"] == "Connected" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never Connected: {r}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let instance = format!("dbhub-{}", p.space);
+        wait_served(&svc.ns, &instance, &[cr_of(&db_id)]).await;
+        let view = pod_view(&svc.ns, &instance).await;
+        let hub = run_pod_on(&view, svc.dbhub_port).await;
+        Self {
+            hub_token: view.env["DBHUB_AUTH_TOKEN"].clone(),
+            hub,
+            token,
+            space,
+            db_id,
+            http,
+            base,
+        }
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        send(
+            &self.http,
+            &self.base,
+            &self.token,
+            &self.space,
+            method,
+            path.into(),
+            body,
+        )
+        .await
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    space: &str,
+    method: &str,
+    path: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    {
+        let mut req = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(token)
+            .header("x-space-type", "personal")
+            .header("x-space-id", space);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        match req.send().await {
+            Ok(res) => {
+                let code = res.status().as_u16();
+                (code, res.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! End-to-end benchmarks against the real local stack, printed as numbers — never a pass/fail
+//! test. `cargo bench --bench e2e -- <scenario>...` (all when none is named):
+//!
+//! - `load`: 200 concurrent clients for 60 s mixing list, get and query against a release
+//!   build of `aether-dbhub serve` (requests, errors, p50/p95/p99, peak RSS of the service).
+//!
+//! It brings the stack up (`scripts/stack up`) when it is not running, starts the service as a
+//! process with its embedded reconcilers in a namespace of its own, registers the stack's
+//! PostgreSQL through the API and runs that space's DBHub from the generated objects.
+
+#[path = "../../tests/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod support;
+
+mod harness;
+mod load;
+mod stats;
+
+fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let all = ["load"];
+    let run: Vec<&str> = if wanted.is_empty() {
+        all.to_vec()
+    } else {
+        all.iter()
+            .copied()
+            .filter(|s| wanted.iter().any(|w| w == s))
+            .collect()
+    };
+    harness::ensure_stack();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for scenario in run {
+        println!("\n== {scenario} ==");
+        match scenario {
+            "load" => rt.block_on(load::run()),
+            _ => unreachable!(),
+        }
+    }
+}
