@@ -319,7 +319,7 @@ async fn main() -> anyhow::Result<()> {
     wait_connected(&api, &id).await?;
     let client = kube::Client::try_default().await?;
     let instance =
-        aether_dbhub::kube::instance_name(aether_dbhub::kube::InstanceMode::PerSpace, &space);
+        aether_dbhub::k8s::instance_name(aether_dbhub::k8s::InstanceMode::PerSpace, &space);
     let cr = format!("db-{}", id.replace('-', ""));
     let view = served_view(&client, &ns, &instance, &cr).await?;
     let mut runner = Runner {

@@ -12,6 +12,8 @@ use crate::auth::Verifier;
 use crate::config::{Cli, Command, OperatorArgs, ServeArgs};
 use crate::http::{AppState, Limits, router};
 use crate::lifecycle::Lifecycle;
+use crate::queries::Queries;
+use crate::registry::Registry;
 use crate::storage::Store;
 use crate::telemetry;
 
@@ -55,36 +57,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::connect(&args.neo4j).context("configuring the Neo4j driver")?;
     let verifier =
         Arc::new(Verifier::from_args(&args.auth).context("configuring token verification")?);
-    let writer = crate::kube::Writer::new(
-        kube.clone(),
-        args.kube.namespace.clone(),
-        args.instance_mode,
-    )
-    .with_default_policy(args.dbhub.default_readonly, args.dbhub.default_max_rows);
-    let hubs = Arc::new(crate::mcp::hub::Hubs::new(
-        kube.clone(),
-        &args.kube.namespace,
-        Some(args.dbhub.endpoint.clone()),
-        args.dbhub.timeout,
-    ));
-    let guard = crate::hostguard::HostGuard::new(
-        args.host_allow_cidrs.0.clone(),
-        args.host_deny_cidrs.0.clone(),
-    );
-    let state = AppState {
-        store: store.clone(),
-        kube: kube.clone(),
-        verifier,
-        writer,
-        cache: crate::kube::status_cache(kube.clone(), &args.kube.namespace),
-        guard: Arc::new(guard),
-        hubs,
-        limits: Limits {
-            sql: args.limits.sql(),
-            max_body_bytes: args.limits.max_body_bytes as usize,
-            request_timeout: args.limits.request_timeout,
-        },
-    };
+    let state = app_state(&args, kube.clone(), store.clone(), verifier);
+    tokio::spawn({
+        let registry = state.registry.clone();
+        async move { registry.mirror_status().await }
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -130,6 +107,80 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     life.outcome()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Everything the API is built from (the configuration, or a test's choices).
+pub struct Wiring {
+    /// The Kubernetes API.
+    pub kube: kube::Client,
+    /// The service's namespace.
+    pub namespace: String,
+    /// DBHub instance layout.
+    pub mode: crate::config::InstanceMode,
+    /// `defaultPolicy` (readonly, maxRows) of the instances the service creates.
+    pub default_policy: (bool, i32),
+    /// DBHub endpoint override (outside the cluster).
+    pub dbhub_endpoint: Option<String>,
+    /// Base timeout of DBHub calls.
+    pub dbhub_timeout: Duration,
+    /// Where database hosts may point.
+    pub guard: crate::hostguard::HostGuard,
+    /// Request limits.
+    pub limits: Limits,
+    /// The graph.
+    pub store: Store,
+    /// Bearer-token verification.
+    pub verifier: Arc<Verifier>,
+}
+
+/// The use cases and what the handlers reach.
+pub fn wire(w: Wiring) -> AppState {
+    let cluster = crate::k8s::Cluster::new(w.kube.clone(), w.namespace, w.mode)
+        .with_default_policy(w.default_policy.0, w.default_policy.1);
+    let directory = crate::k8s::directory::Directory::new(cluster.clone(), w.dbhub_endpoint);
+    let hubs = Arc::new(crate::mcp::hub::Hubs::new(directory, w.dbhub_timeout));
+    let registry = Arc::new(Registry::new(w.store.clone(), cluster, Arc::new(w.guard)));
+    let queries = Arc::new(Queries::new(
+        w.store.clone(),
+        registry.clone(),
+        hubs,
+        w.limits.sql,
+    ));
+    AppState {
+        registry,
+        queries,
+        store: w.store,
+        kube: w.kube,
+        verifier: w.verifier,
+        limits: w.limits,
+    }
+}
+
+fn app_state(
+    args: &ServeArgs,
+    kube: kube::Client,
+    store: Store,
+    verifier: Arc<Verifier>,
+) -> AppState {
+    wire(Wiring {
+        kube,
+        namespace: args.kube.namespace.clone(),
+        mode: args.instance_mode,
+        default_policy: (args.dbhub.default_readonly, args.dbhub.default_max_rows),
+        dbhub_endpoint: Some(args.dbhub.endpoint.clone()),
+        dbhub_timeout: args.dbhub.timeout,
+        guard: crate::hostguard::HostGuard::new(
+            args.host_allow_cidrs.0.clone(),
+            args.host_deny_cidrs.0.clone(),
+        ),
+        limits: Limits {
+            sql: args.limits.sql(),
+            max_body_bytes: args.limits.max_body_bytes as usize,
+            request_timeout: args.limits.request_timeout,
+        },
+        store,
+        verifier,
+    })
 }
 
 /// Applies graph migrations, retrying while Neo4j is not reachable yet, for at most `wait`; a

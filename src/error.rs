@@ -1,85 +1,94 @@
 //! `ApiError`: the one type that becomes an HTTP error response — RFC 9457
 //! `application/problem+json` that also carries Aether's legacy members (`code`, `message`,
-//! `error`, `details`, `request_id`) so today's frontend keeps working. A 5xx logs its detail
-//! once here and tells the client nothing internal.
+//! `error`, `details`, `request_id`) so today's frontend keeps working. Use-case errors
+//! ([`crate::model::Error`]) arrive through `From`; the rest are the HTTP layer's own (bodies,
+//! routes, tokens). An internal error logs its detail once here and tells the client nothing.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::model::Error as Domain;
+pub use crate::model::FieldError;
+
 tokio::task_local! {
     /// The current request's id, set by the request-id middleware for error bodies.
     pub static REQUEST_ID: String;
 }
 
-/// One invalid input field.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct FieldError {
-    /// The field's name as the client sent it.
-    pub field: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-impl FieldError {
-    /// Shorthand.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
 /// The error document (RFC 9457 plus Aether's legacy members), for the OpenAPI description.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
-    /// Problem type URI.
+    /// A URI naming the kind of problem.
     #[serde(rename = "type")]
     pub problem_type: String,
-    /// Short summary.
+    /// Short summary of the kind of problem.
     pub title: String,
-    /// HTTP status.
+    /// The HTTP status.
     pub status: u16,
-    /// What went wrong.
+    /// What went wrong and what to do, as a sentence.
     pub detail: String,
-    /// VALIDATION_ERROR, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, SERVICE_UNAVAILABLE, …
+    /// Aether's code: VALIDATION_ERROR, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT,
+    /// READONLY_VIOLATION, EXTERNAL_SERVICE_ERROR, SERVICE_UNAVAILABLE, GATEWAY_TIMEOUT, ...
     pub code: String,
-    /// Same as detail (legacy).
+    /// Same as `detail` (read by Aether's frontend and legacy clients).
     pub message: String,
-    /// Same as detail (legacy).
+    /// Same as `detail` (legacy).
     pub error: String,
-    /// `validation_errors: [{field, message}]` for validation problems.
-    #[schema(value_type = Object)]
-    pub details: Value,
+    /// `validation_errors: [{field, message}]` for invalid input; `status`/`status_message` when
+    /// a database is not Connected; empty otherwise.
+    pub details: ProblemDetails,
     /// The request's X-Request-ID.
     pub request_id: Option<String>,
+}
+
+/// Machine-readable specifics of a problem.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct ProblemDetails {
+    /// Each invalid field and what is wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_errors: Option<Vec<FieldError>>,
+    /// The database's status (when it is not Connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The database's status message (when it is not Connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
 }
 
 /// Every error an API call can end in.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Invalid input, field by field.
-    #[error("validation failed")]
+    /// What a use case refused or failed with.
+    #[error(transparent)]
+    Domain(#[from] Domain),
+    /// A request parameter or body field the HTTP layer could not read.
+    #[error("the request has invalid fields")]
     Validation(Vec<FieldError>),
     /// Malformed request (not tied to one field).
     #[error("{0}")]
     BadRequest(String),
     /// The body is larger than the service accepts (`--max-body-bytes`, the value).
     #[error(
-        "the request body is larger than the {0} bytes this service accepts (--max-body-bytes)"
+        "The request body is larger than the {0} bytes this service accepts (--max-body-bytes)."
     )]
     PayloadTooLarge(usize),
     /// The body is not JSON.
-    #[error("send the body as JSON with Content-Type: application/json")]
+    #[error("Send the body as JSON with Content-Type: application/json.")]
     UnsupportedMediaType,
     /// No route has this path.
-    #[error("no such route: see the API's OpenAPI document at /api/v1/openapi.json")]
+    #[error("No such route: see the API's OpenAPI document at /api/v1/openapi.json.")]
     NoRoute,
     /// The route exists but not with this method.
-    #[error("this route does not accept that HTTP method: see the API's OpenAPI document")]
+    #[error("This route does not accept that HTTP method: see the API's OpenAPI document.")]
     MethodNotAllowed,
+    /// `X-Space-Type` / `X-Space-ID` missing or malformed.
+    #[error("Space context required: send X-Space-Type (personal or organization) and X-Space-ID.")]
+    SpaceContextRequired,
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
     /// Too many requests of one kind from one caller (`Retry-After` seconds).
     #[error("{message}")]
     TooManyRequests {
@@ -88,49 +97,9 @@ pub enum ApiError {
         /// Seconds until a retry can succeed.
         retry_after: u64,
     },
-    /// `X-Space-Type` / `X-Space-ID` missing or malformed.
-    #[error("Space context required: send X-Space-Type (personal|organization) and X-Space-ID")]
-    SpaceContextRequired,
-    /// No valid credentials.
+    /// The request outlived its deadline.
     #[error("{0}")]
-    Unauthorized(String),
-    /// Authenticated but not allowed.
-    #[error("{0}")]
-    Forbidden(String),
-    /// Not found (or not visible to the caller — indistinguishable on purpose).
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// Conflicts with existing state.
-    #[error("{0}")]
-    Conflict(String),
-    /// A dependency is down (answered with `Retry-After`).
-    #[error("{0}")]
-    Unavailable(String),
-    /// The record is not in a state that allows the operation (409 with its status).
-    #[error("{message}")]
-    NotReady {
-        /// Why, for people.
-        message: String,
-        /// The record's status (e.g. Pending, Failed).
-        status: String,
-        /// The record's status message.
-        status_message: String,
-    },
-    /// A statement was refused because the database is read-only.
-    #[error("{0}")]
-    ReadOnly(String),
-    /// The database ran the query and reported an error (its message, secret-free).
-    #[error("{0}")]
-    QueryFailed(String),
-    /// An upstream (DBHub or the database behind it) failed.
-    #[error("{0}")]
-    BadGateway(String),
-    /// An upstream did not answer in time.
-    #[error("{0}")]
-    GatewayTimeout(String),
-    /// A bug or an unexpected dependency failure; the detail is logged, never sent.
-    #[error("internal error")]
-    Internal(String),
+    DeadlineExceeded(String),
     /// A handler panicked (already logged with the detail where it was caught).
     #[error("internal error")]
     Panicked,
@@ -139,92 +108,112 @@ pub enum ApiError {
 /// Result with the API error.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Seconds a client is asked to wait (`Retry-After`) after a 503.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+const INTERNAL: &str =
+    "The service hit an unexpected error; retry, and report the request id if it persists.";
+
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
         match self {
-            Self::Validation(_) => (
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                "Validation failed",
-            ),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Bad request"),
+            Self::Domain(d) => match d {
+                Domain::Invalid(_) => (S::BAD_REQUEST, "VALIDATION_ERROR", "Validation failed"),
+                Domain::NotFound(_) => (S::NOT_FOUND, "NOT_FOUND", "Not found"),
+                Domain::Forbidden(_) => (S::FORBIDDEN, "FORBIDDEN", "Forbidden"),
+                Domain::Conflict(_) => (S::CONFLICT, "CONFLICT", "Conflict"),
+                Domain::NotReady { .. } => (S::CONFLICT, "CONFLICT", "Not ready"),
+                Domain::ReadOnly(_) => (S::FORBIDDEN, "READONLY_VIOLATION", "Read-only database"),
+                Domain::QueryFailed(_) => {
+                    (S::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "Query failed")
+                }
+                Domain::Unavailable(_) => (
+                    S::SERVICE_UNAVAILABLE,
+                    "SERVICE_UNAVAILABLE",
+                    "Service unavailable",
+                ),
+                Domain::BadGateway(_) => {
+                    (S::BAD_GATEWAY, "EXTERNAL_SERVICE_ERROR", "Upstream error")
+                }
+                Domain::Timeout(_) => (S::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT", "Upstream timeout"),
+                Domain::Internal(_) => (
+                    S::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_ERROR",
+                    "Internal server error",
+                ),
+            },
+            Self::Validation(_) => (S::BAD_REQUEST, "VALIDATION_ERROR", "Validation failed"),
+            Self::BadRequest(_) => (S::BAD_REQUEST, "VALIDATION_ERROR", "Bad request"),
             Self::PayloadTooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
+                S::PAYLOAD_TOO_LARGE,
                 "VALIDATION_ERROR",
                 "Payload too large",
             ),
             Self::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                S::UNSUPPORTED_MEDIA_TYPE,
                 "VALIDATION_ERROR",
                 "Unsupported media type",
             ),
-            Self::NoRoute => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),
+            Self::NoRoute => (S::NOT_FOUND, "NOT_FOUND", "Not found"),
             Self::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
+                S::METHOD_NOT_ALLOWED,
                 "VALIDATION_ERROR",
                 "Method not allowed",
             ),
+            Self::SpaceContextRequired => {
+                (S::BAD_REQUEST, "VALIDATION_ERROR", "Space context required")
+            }
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "UNAUTHORIZED", "Unauthorized"),
             Self::TooManyRequests { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
+                S::TOO_MANY_REQUESTS,
                 "RATE_LIMIT_EXCEEDED",
                 "Too many requests",
             ),
-            Self::SpaceContextRequired => (
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                "Space context required",
-            ),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Unauthorized"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", "Forbidden"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT", "Conflict"),
-            Self::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SERVICE_UNAVAILABLE",
-                "Service unavailable",
-            ),
-            Self::NotReady { .. } => (StatusCode::CONFLICT, "CONFLICT", "Not ready"),
-            Self::ReadOnly(_) => (
-                StatusCode::FORBIDDEN,
-                "READONLY_VIOLATION",
-                "Read-only database",
-            ),
-            Self::QueryFailed(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
-                "Query failed",
-            ),
-            Self::BadGateway(_) => (
-                StatusCode::BAD_GATEWAY,
-                "EXTERNAL_SERVICE_ERROR",
-                "Upstream error",
-            ),
-            Self::GatewayTimeout(_) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "GATEWAY_TIMEOUT",
-                "Upstream timeout",
-            ),
-            Self::Internal(_) | Self::Panicked => (
-                StatusCode::INTERNAL_SERVER_ERROR,
+            Self::DeadlineExceeded(_) => (S::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT", "Request timeout"),
+            Self::Panicked => (
+                S::INTERNAL_SERVER_ERROR,
                 "INTERNAL_ERROR",
                 "Internal server error",
             ),
         }
     }
 
-    /// The problem document.
-    pub fn body(&self, request_id: Option<&str>) -> Value {
-        let (status, code, title) = self.parts();
-        let detail = self.to_string();
-        let details = match self {
-            Self::Validation(errors) => json!({ "validation_errors": errors }),
-            Self::NotReady {
+    /// The human sentence clients show (`detail`, `message`, `error`).
+    fn sentence(&self) -> String {
+        match self {
+            Self::Domain(Domain::Invalid(errs)) | Self::Validation(errs) => invalid_sentence(errs),
+            Self::Domain(Domain::NotFound(what)) => {
+                format!("No {what} with this id exists in this space (or you cannot see it).")
+            }
+            Self::Domain(Domain::Internal(_)) | Self::Panicked => INTERNAL.into(),
+            other => other.to_string(),
+        }
+    }
+
+    fn details(&self) -> ProblemDetails {
+        match self {
+            Self::Domain(Domain::Invalid(errs)) | Self::Validation(errs) => ProblemDetails {
+                validation_errors: Some(errs.clone()),
+                ..Default::default()
+            },
+            Self::Domain(Domain::NotReady {
                 status,
                 status_message,
                 ..
-            } => json!({ "status": status, "status_message": status_message }),
-            _ => json!({}),
-        };
+            }) => ProblemDetails {
+                status: Some(status.clone()),
+                status_message: Some(status_message.clone()),
+                ..Default::default()
+            },
+            _ => ProblemDetails::default(),
+        }
+    }
+
+    /// The problem document.
+    pub fn body(&self, request_id: Option<&str>) -> Value {
+        let (status, code, title) = self.parts();
+        let detail = self.sentence();
         json!({
             "type": format!("https://aether.tas.io/problems/{}", code.to_ascii_lowercase().replace('_', "-")),
             "title": title,
@@ -233,30 +222,38 @@ impl ApiError {
             "code": code,
             "message": detail,
             "error": detail,
-            "details": details,
+            "details": self.details(),
             "request_id": request_id,
         })
     }
-}
 
-/// Seconds a client is asked to wait (`Retry-After`) after a 503.
-pub const RETRY_AFTER_SECS: u64 = 5;
-
-impl ApiError {
     /// `Retry-After` seconds for this error, if it has one.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::Unavailable(_) => Some(RETRY_AFTER_SECS),
+            Self::Domain(Domain::Unavailable(_)) => Some(RETRY_AFTER_SECS),
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
 }
 
+/// "The field `port` must be a number from 1 to 65535." — one sentence naming every field.
+fn invalid_sentence(errs: &[FieldError]) -> String {
+    let parts: Vec<String> = errs
+        .iter()
+        .map(|e| format!("`{}` {}", e.field, e.message.trim_end_matches('.')))
+        .collect();
+    match parts.as_slice() {
+        [] => "The request is invalid.".into(),
+        [one] => format!("The field {one}."),
+        many => format!("Fix these fields: {}.", many.join("; ")),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, _, _) = self.parts();
-        if let Self::Internal(detail) = &self {
+        if let Self::Domain(Domain::Internal(detail)) = &self {
             tracing::error!(error = %detail, "internal error");
         }
         let id = REQUEST_ID.try_with(Clone::clone).ok();
@@ -270,18 +267,6 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
-    }
-}
-
-impl From<crate::storage::Error> for ApiError {
-    fn from(e: crate::storage::Error) -> Self {
-        match e {
-            crate::storage::Error::Unavailable(detail) => {
-                tracing::warn!(error = %detail, "the graph database is unavailable");
-                Self::Unavailable("the graph database is unavailable or busy; retry shortly".into())
-            }
-            other => Self::Internal(other.to_string()),
-        }
     }
 }
 
@@ -299,11 +284,12 @@ mod tests {
         assert_eq!(b["request_id"], "r1");
         assert_eq!(b["message"], b["detail"]);
         assert_eq!(b["error"], b["detail"]);
+        assert_eq!(b["message"], "The field `port` must be 1-65535.");
     }
 
     #[test]
     fn internal_problem_hides_the_detail() {
-        let b = ApiError::Internal("neo4j: secret stuff".into()).body(None);
+        let b = ApiError::from(Domain::Internal("neo4j: secret stuff".into())).body(None);
         assert_eq!(b["status"], 500);
         assert!(!b.to_string().contains("secret stuff"));
     }

@@ -1,4 +1,7 @@
-//! The Aether databases service: REST API, storage in Neo4j, and the embedded DBHub operator.
+//! The Aether databases service: the REST API (`http`), its use cases (`registry` for the
+//! databases of a space, `queries` for SQL, schema browsing and history), their records
+//! (`model`), storage in Neo4j (`storage`), Kubernetes (`k8s`), DBHub over MCP (`mcp`), and the
+//! embedded DBHub operator (the `dbhub-operator` crate) started by `app`.
 
 pub mod app;
 pub mod auth;
@@ -6,12 +9,15 @@ pub mod config;
 pub mod error;
 pub mod hostguard;
 pub mod http;
-pub mod kube;
+pub mod k8s;
 pub mod leader;
 pub mod lifecycle;
 pub mod localpod;
 pub mod mcp;
 pub mod metrics;
+pub mod model;
+pub mod queries;
+pub mod registry;
 pub mod sql;
 pub mod storage;
 pub mod telemetry;

@@ -50,11 +50,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Deadline {
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Deadline>()
-            .cloned()
-            .ok_or_else(|| ApiError::Internal("no request deadline".into()))
+        parts.extensions.get::<Deadline>().cloned().ok_or_else(|| {
+            ApiError::Domain(crate::model::Error::Internal("no request deadline".into()))
+        })
     }
 }
 
@@ -68,8 +66,8 @@ pub async fn deadline(State(timeout): State<Duration>, mut req: Request, next: N
         let left = deadline.remaining();
         if left.is_zero() {
             let secs = deadline.start.elapsed().as_secs();
-            return ApiError::GatewayTimeout(format!(
-                "the request did not finish within {secs} s; retry later (see --request-timeout)"
+            return ApiError::DeadlineExceeded(format!(
+                "The request did not finish within {secs} s; retry later (see --request-timeout)."
             ))
             .into_response();
         }

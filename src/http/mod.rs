@@ -1,4 +1,7 @@
-//! The HTTP surface. The only module that uses axum.
+//! The HTTP surface: the only module that uses axum. Each resource's file holds its router
+//! (with its OpenAPI operations), handlers and response shapes; handlers parse, call a use case
+//! ([`crate::registry`], [`crate::queries`]) and shape the answer. Nothing outside depends on
+//! this module but `app.rs`, which serves [`router`].
 
 mod context;
 mod databases;
@@ -6,7 +9,8 @@ mod extract;
 mod health;
 mod layers;
 pub mod openapi;
-mod query;
+mod problems;
+mod queries;
 mod schema;
 
 use std::sync::Arc;
@@ -15,13 +19,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware;
-use dbhub_operator::crd::Database;
-use kube::runtime::reflector::Store as Cache;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_scalar::Servable;
 
-pub use context::{Permission, SpaceContext};
 pub use databases::dto;
 
 use crate::auth::Verifier;
@@ -52,45 +55,49 @@ impl Default for Limits {
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    /// The Aether graph.
+    /// The databases use cases.
+    pub registry: Arc<crate::registry::Registry>,
+    /// The query use cases.
+    pub queries: Arc<crate::queries::Queries>,
+    /// The Aether graph (space resolution, readiness).
     pub store: Store,
-    /// The Kubernetes API.
+    /// The Kubernetes API (readiness).
     pub kube: kube::Client,
     /// Bearer-token verification.
     pub verifier: Arc<Verifier>,
-    /// Secret + CR writes.
-    pub writer: crate::kube::Writer,
-    /// Watch cache of the service's Database CRs (status without an API call per request).
-    pub cache: Cache<Database>,
-    /// Refuses database hosts inside the service's own network.
-    pub guard: Arc<crate::hostguard::HostGuard>,
-    /// DBHub sessions (queries and schema browsing).
-    pub hubs: Arc<crate::mcp::hub::Hubs>,
     /// Request limits.
     pub limits: Limits,
 }
 
+/// The API's routes with their OpenAPI operations.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(databases::router())
+        .merge(queries::router())
+        .merge(schema::router())
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    let (api, doc) = api().split_for_parts();
+    let json = Arc::new(openapi::json());
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
         .merge(health::router())
-        .merge(databases::router())
-        .merge(query::router())
-        .merge(schema::router())
+        .merge(api)
         .route(
             "/api/v1/openapi.json",
-            axum::routing::get(|| async {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    openapi::json(),
-                )
+            axum::routing::get(move || {
+                let json = json.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        (*json).clone(),
+                    )
+                }
             }),
         )
-        .merge(utoipa_scalar::Scalar::with_url(
-            "/api/v1/docs",
-            <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
-        ))
+        .merge(utoipa_scalar::Scalar::with_url("/api/v1/docs", doc))
         .route("/metrics", axum::routing::get(crate::metrics::handler))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

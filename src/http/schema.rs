@@ -1,34 +1,30 @@
-//! Schema browsing through DBHub's `search_objects`: schemas, tables and a table's columns.
-//! Primary keys come from DBHub's index data (`primary: true`), foreign keys from the engine's
-//! catalog (a read-only SELECT through `execute_sql`) — never from column names.
+//! Schema browsing: `/databases/{id}/schema`, `/tables`, `/tables/{table}/columns` — parse,
+//! call the [`crate::queries::schema`] use cases, answer.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use dbhub_operator::crd::DatabaseType;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::context::{Permission, SpaceContext};
+use super::context::Space;
 use super::extract::{Path, Query};
-use super::query::{connected, hub_problem, instance};
+use super::problems::{Standard, Upstream};
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::queries::schema::{ColumnList, Listing, SchemaListing, TableList};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/databases/{id}/schema", get(schema))
-        .route("/api/v1/databases/{id}/tables", get(tables))
-        .route(
-            "/api/v1/databases/{id}/tables/{table}/columns",
-            get(columns),
-        )
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(schema))
+        .routes(routes!(tables))
+        .routes(routes!(columns))
 }
 
 /// `?type=schema|table&schema=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(super) struct SchemaParams {
+struct SchemaParams {
     /// `schema` (default) lists schemas, `table` lists tables.
     #[serde(rename = "type")]
     #[param(rename = "type")]
@@ -40,361 +36,72 @@ pub(super) struct SchemaParams {
 /// `?schema=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(super) struct SchemaFilter {
+struct SchemaFilter {
     /// Only this schema (for MySQL/MariaDB the database name).
     schema: Option<String>,
 }
 
-/// A table.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Table {
-    /// Name.
-    pub name: String,
-    /// Schema (MySQL/MariaDB: the database).
-    pub schema: String,
-    /// Row count from the engine's statistics; null when it has none.
-    pub row_count: Option<i64>,
-}
-
-/// Schemas or tables (`?type=`).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SchemaListing {
-    /// Schema names (`type=schema`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schemas: Option<Vec<String>>,
-    /// Tables (`type=table`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tables: Option<Vec<Table>>,
-    /// Whether DBHub's limit (1000) may have cut the list.
-    pub truncated: bool,
-}
-
-/// The tables of the database.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TableList {
-    /// Tables.
-    pub tables: Vec<Table>,
-    /// Whether DBHub's limit (1000) may have cut the list.
-    pub truncated: bool,
-}
-
-/// A column, with the frontend's camelCase trio.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[allow(non_snake_case)]
-pub struct Column {
-    /// Name.
-    pub name: String,
-    /// The engine's type name.
-    #[serde(rename = "type")]
-    pub data_type: String,
-    /// Whether NULL is allowed.
-    pub nullable: bool,
-    /// Default expression, if any.
-    pub default: Option<String>,
-    /// Part of the primary key (from the index data).
-    pub primary_key: bool,
-    /// Same as primary_key (frontend).
-    pub isPrimaryKey: bool,
-    /// Part of a foreign key (from the engine's catalog).
-    pub isForeignKey: bool,
-    /// Same as default (frontend).
-    pub defaultValue: Option<String>,
-}
-
-/// A table's columns in their order.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ColumnList {
-    /// Table name.
-    pub table: String,
-    /// Its schema.
-    pub schema: String,
-    /// Columns in table order.
-    pub columns: Vec<Column>,
-}
-
-const LIMIT: i64 = 1000;
-
-async fn search(
-    state: &AppState,
-    ctx: &SpaceContext,
-    cr: &str,
-    args: Value,
-) -> ApiResult<(Vec<Value>, bool)> {
-    let out = state
-        .hubs
-        .search_objects(&instance(state, ctx), cr, args)
-        .await
-        .map_err(hub_problem)?;
-    let results = out
-        .get("results")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let truncated = out.get("truncated").and_then(Value::as_bool) == Some(true);
-    Ok((results, truncated))
-}
-
-fn text(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .into()
-}
-
-fn table_args(schema: Option<&str>, detail: &str) -> Value {
-    let mut args = json!({"object_type": "table", "detail_level": detail, "limit": LIMIT});
-    if let Some(s) = schema.filter(|s| !s.is_empty()) {
-        args["schema"] = json!(s);
-    }
-    args
-}
-
-fn to_tables(results: &[Value]) -> Vec<Table> {
-    results
-        .iter()
-        .map(|t| Table {
-            name: text(t, "name"),
-            schema: text(t, "schema"),
-            row_count: t.get("row_count").and_then(Value::as_i64),
-        })
-        .collect()
-}
-
 /// Schemas (`type=schema`, default) or tables (`type=table`).
 #[utoipa::path(get, path = "/api/v1/databases/{id}/schema", tag = "schema",
-    params(("id" = String, Path, description = "Database id"), SchemaParams, crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
-    responses((status = 200, description = "`{schemas}` or `{tables}`", body = SchemaListing),
-        (status = 400, description = "Unknown type", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such database in this space", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The database is not Connected", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "DBHub unavailable", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub(super) async fn schema(
+    params(("id" = String, Path, description = "Database id"), SchemaParams, Space), security(("bearer" = [])),
+    responses((status = 200, description = "`{schemas}` or `{tables}`", body = SchemaListing), Standard, Upstream))]
+async fn schema(
     State(state): State<AppState>,
-    ctx: SpaceContext,
+    Space(caller): Space,
     Path(id): Path<String>,
     Query(p): Query<SchemaParams>,
 ) -> ApiResult<Json<SchemaListing>> {
-    ctx.require(Permission::Read)?;
-    let kind = p.kind.as_deref().unwrap_or("schema");
-    if !matches!(kind, "schema" | "table") {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "type",
-            "schema or table",
-        )]));
-    }
-    let (r, _) = connected(&state, &ctx, &id).await?;
-    if kind == "schema" {
-        let args = json!({"object_type": "schema", "detail_level": "names", "limit": LIMIT});
-        let (results, truncated) = search(&state, &ctx, &r.cr_name, args).await?;
-        let schemas = results.iter().map(|s| text(s, "name")).collect();
-        return Ok(Json(SchemaListing {
-            schemas: Some(schemas),
-            tables: None,
-            truncated,
-        }));
-    }
-    let args = table_args(p.schema.as_deref(), "summary");
-    let (results, truncated) = search(&state, &ctx, &r.cr_name, args).await?;
-    Ok(Json(SchemaListing {
-        schemas: None,
-        tables: Some(to_tables(&results)),
-        truncated,
-    }))
+    let what = match p.kind.as_deref().unwrap_or("schema") {
+        "schema" => Listing::Schemas,
+        "table" => Listing::Tables,
+        _ => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "type",
+                "schema or table",
+            )]));
+        }
+    };
+    Ok(Json(
+        state
+            .queries
+            .schema(&caller, &id, what, p.schema.as_deref())
+            .await?,
+    ))
 }
 
 /// The database's tables.
 #[utoipa::path(get, path = "/api/v1/databases/{id}/tables", tag = "schema",
-    params(("id" = String, Path, description = "Database id"), SchemaFilter, crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
-    responses((status = 200, description = "Tables", body = TableList),
-        (status = 404, description = "No such database in this space", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The database is not Connected", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "DBHub unavailable", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub(super) async fn tables(
+    params(("id" = String, Path, description = "Database id"), SchemaFilter, Space), security(("bearer" = [])),
+    responses((status = 200, description = "Tables", body = TableList), Standard, Upstream))]
+async fn tables(
     State(state): State<AppState>,
-    ctx: SpaceContext,
+    Space(caller): Space,
     Path(id): Path<String>,
     Query(p): Query<SchemaFilter>,
 ) -> ApiResult<Json<TableList>> {
-    ctx.require(Permission::Read)?;
-    let (r, _) = connected(&state, &ctx, &id).await?;
-    let args = table_args(p.schema.as_deref(), "summary");
-    let (results, truncated) = search(&state, &ctx, &r.cr_name, args).await?;
-    Ok(Json(TableList {
-        tables: to_tables(&results),
-        truncated,
-    }))
+    Ok(Json(
+        state
+            .queries
+            .tables(&caller, &id, p.schema.as_deref())
+            .await?,
+    ))
 }
 
 /// A table's columns, with primary keys from the index data and foreign keys from the catalog.
 #[utoipa::path(get, path = "/api/v1/databases/{id}/tables/{table}/columns", tag = "schema",
-    params(("id" = String, Path, description = "Database id"), ("table" = String, Path, description = "Table name"), SchemaFilter, crate::http::openapi::SpaceHeaders), security(("bearer" = [])),
-    responses((status = 200, description = "Columns in table order", body = ColumnList),
-        (status = 400, description = "The table exists in several schemas: pass ?schema=", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such database or table", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The database is not Connected", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "DBHub unavailable", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub(super) async fn columns(
+    params(("id" = String, Path, description = "Database id"), ("table" = String, Path, description = "Table name"), SchemaFilter, Space),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Columns in table order", body = ColumnList), Standard, Upstream))]
+async fn columns(
     State(state): State<AppState>,
-    ctx: SpaceContext,
+    Space(caller): Space,
     Path((id, table)): Path<(String, String)>,
     Query(p): Query<SchemaFilter>,
 ) -> ApiResult<Json<ColumnList>> {
-    ctx.require(Permission::Read)?;
-    let (r, engine) = connected(&state, &ctx, &id).await?;
-    let mut args = table_args(p.schema.as_deref(), "full");
-    // LIKE pattern: `_`/`%` in a name match more than the name, so results are filtered exactly.
-    args["pattern"] = json!(table);
-    let (results, _) = search(&state, &ctx, &r.cr_name, args).await?;
-    let mut found: Vec<&Value> = results
-        .iter()
-        .filter(|t| text(t, "name") == table)
-        .collect();
-    let t = match found.len() {
-        0 => return Err(ApiError::NotFound("table")),
-        1 => found.remove(0),
-        _ => {
-            let schemas: Vec<String> = found.iter().map(|t| text(t, "schema")).collect();
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "schema",
-                format!(
-                    "table {table:?} exists in several schemas ({}): pass ?schema=",
-                    schemas.join(", ")
-                ),
-            )]));
-        }
-    };
-    let schema = text(t, "schema");
-    let primary: Vec<String> = t
-        .get("indexes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|i| i.get("primary").and_then(Value::as_bool) == Some(true))
-        .flat_map(|i| {
-            i.get("columns")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|c| c.as_str().map(String::from))
-        .collect();
-    let foreign = foreign_keys(&state, &ctx, &r.cr_name, engine, &schema, &table).await;
-    let columns = t
-        .get("columns")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            let name = text(c, "name");
-            let default = c.get("default").and_then(|d| match d {
-                Value::Null => None,
-                Value::String(s) => Some(s.clone()),
-                other => Some(other.to_string()),
-            });
-            let pk = primary.contains(&name);
-            Column {
-                isForeignKey: foreign.contains(&name),
-                data_type: text(c, "type"),
-                nullable: c.get("nullable").and_then(Value::as_bool).unwrap_or(true),
-                defaultValue: default.clone(),
-                default,
-                primary_key: pk,
-                isPrimaryKey: pk,
-                name,
-            }
-        })
-        .collect();
-    Ok(Json(ColumnList {
-        table,
-        schema,
-        columns,
-    }))
-}
-
-/// The catalog query listing a table's foreign-key columns, or None when the names cannot be
-/// written as plain string literals (quotes, backslashes, control characters).
-pub fn foreign_key_sql(engine: DatabaseType, schema: &str, table: &str) -> Option<String> {
-    let plain = |s: &str| !s.chars().any(|c| c == '\'' || c == '\\' || c.is_control());
-    if !plain(schema) || !plain(table) {
-        return None;
-    }
-    Some(match engine {
-        DatabaseType::Sqlite => {
-            format!("SELECT \"from\" AS column_name FROM pragma_foreign_key_list('{table}')")
-        }
-        _ => format!(
-            "SELECT kcu.column_name AS column_name FROM information_schema.table_constraints tc \
-             JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name \
-             AND kcu.constraint_schema = tc.constraint_schema AND kcu.table_name = tc.table_name \
-             WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = '{schema}' AND tc.table_name = '{table}'"
-        ),
-    })
-}
-
-/// Foreign-key columns of the table (empty, with a warning logged, when they cannot be read).
-async fn foreign_keys(
-    state: &AppState,
-    ctx: &SpaceContext,
-    cr: &str,
-    engine: DatabaseType,
-    schema: &str,
-    table: &str,
-) -> Vec<String> {
-    let Some(sql) = foreign_key_sql(engine, schema, table) else {
-        tracing::warn!(
-            table,
-            "foreign keys not looked up: the name is not a plain literal"
-        );
-        return Vec::new();
-    };
-    match state
-        .hubs
-        .execute_sql(&instance(state, ctx), cr, &sql, std::time::Duration::ZERO)
-        .await
-    {
-        Ok(res) => res
-            .statements
-            .into_iter()
-            .flat_map(|s| s.rows)
-            .filter_map(|row| {
-                row.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("column_name"))
-                    .and_then(|(_, v)| v.as_str().map(String::from))
-            })
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %crate::mcp::result::redact(&e.to_string()), table, "foreign keys could not be read");
-            Vec::new()
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn foreign_key_lookup_only_for_plain_names_and_always_a_read() {
-        for engine in [
-            DatabaseType::Postgres,
-            DatabaseType::Mysql,
-            DatabaseType::Mariadb,
-            DatabaseType::Sqlserver,
-            DatabaseType::Sqlite,
-        ] {
-            let sql = foreign_key_sql(engine, "public", "order_items").unwrap();
-            assert!(
-                matches!(
-                    crate::sql::classify(&sql, engine, &Default::default()).await,
-                    Ok(crate::sql::Verdict::ReadOnly { statements: 1 })
-                ),
-                "{engine:?}: {sql}"
-            );
-            assert_eq!(
-                foreign_key_sql(engine, "public", "x'; DROP TABLE t; --"),
-                None
-            );
-            assert_eq!(foreign_key_sql(engine, "p\\", "t"), None);
-        }
-    }
+    Ok(Json(
+        state
+            .queries
+            .columns(&caller, &id, &table, p.schema.as_deref())
+            .await?,
+    ))
 }

@@ -1,20 +1,15 @@
-//! Which DBHub serves a Database and how to reach it: the space's DBHubInstance (from a watch
-//! cache, one API read on a miss), its endpoint (`status.endpoint`, or the configured override
-//! for a service running outside the cluster), its bearer token (the instance's token Secret),
-//! and the tool names DBHub gives the Database's source (`tools/list`, cached per instance and
-//! refreshed when the set of served Databases or the endpoint changes). Sessions are reused.
+//! The DBHub sessions of the service, one per DBHubInstance: where an instance is and its token
+//! come from a [`Directory`] (the Kubernetes side implements it); the tool names DBHub gives a
+//! Database's source come from `tools/list`, cached per session and refreshed when the set of
+//! served Databases or the endpoint changes.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dbhub_operator::controller::dbhubinstance::{TOKEN_KEY, token_secret_name};
-use dbhub_operator::crd::DBHubInstance;
 use dbhub_operator::dbhub_config::entries;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Client;
-use kube::api::Api;
-use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::Value;
 
 use super::{ExecResult, McpError, Session};
@@ -29,20 +24,34 @@ pub enum HubError {
     /// Calling DBHub failed.
     #[error(transparent)]
     Mcp(#[from] McpError),
-    /// Kubernetes could not be read.
+    /// The instance could not be looked up (Kubernetes unreachable).
     #[error("{0}")]
-    Kube(String),
+    Lookup(String),
 }
 
-/// Where one Database's tools are.
-pub struct Target {
+/// Where a DBHubInstance's DBHub listens and which Databases its configuration holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The MCP endpoint URL.
+    pub endpoint: String,
+    /// Names of the Database CRs in its running configuration.
+    pub served: Vec<String>,
+}
+
+/// What the hub needs to know from outside MCP.
+pub trait Directory: Send + Sync + 'static {
+    /// Where `instance` is and what it serves.
+    fn placement(&self, instance: &str)
+    -> impl Future<Output = Result<Placement, HubError>> + Send;
+    /// The bearer token of `instance`.
+    fn token(&self, instance: &str) -> impl Future<Output = Result<String, HubError>> + Send;
+}
+
+/// A Database's tools in one session.
+struct Target {
     session: Arc<Cached>,
-    /// `execute_sql` or `execute_sql_<id>`.
-    pub execute_sql: String,
-    /// `search_objects` or `search_objects_<id>`.
-    pub search_objects: String,
-    /// The DBHub source id of the Database.
-    pub source_id: String,
+    execute_sql: String,
+    search_objects: String,
 }
 
 struct Cached {
@@ -51,40 +60,20 @@ struct Cached {
     tools: Vec<String>,
     /// For unsuffixed tools: DBHub confirmed (`source_id` of a `SELECT 1`) that its one source
     /// is this Database, not one of a configuration it has not reloaded yet.
-    verified: std::sync::atomic::AtomicBool,
+    verified: AtomicBool,
 }
 
-/// DBHub sessions of the service, one per DBHubInstance.
-pub struct Hubs {
-    client: Client,
-    namespace: String,
-    endpoint_override: Option<String>,
+/// DBHub sessions, one per DBHubInstance.
+pub struct Hubs<D> {
+    directory: D,
     timeout: Duration,
-    instances: Store<DBHubInstance>,
     sessions: tokio::sync::Mutex<HashMap<String, Arc<Cached>>>,
-}
-
-/// The endpoint for `instance`: the override with `{instance}` and `{namespace}` filled in, or
-/// the instance's own `status.endpoint`.
-pub fn endpoint_for(
-    override_template: Option<&str>,
-    instance: &DBHubInstance,
-    namespace: &str,
-) -> Option<String> {
-    let name = instance.metadata.name.as_deref().unwrap_or_default();
-    match override_template {
-        Some(t) => Some(
-            t.replace("{instance}", name)
-                .replace("{namespace}", namespace),
-        ),
-        None => instance.status.as_ref()?.endpoint.clone(),
-    }
 }
 
 /// Tool names for the Database `cr` among `served` (the instance's Databases, as configured)
 /// given DBHub's `tools`: suffixed with the source id when DBHub serves several sources,
 /// unsuffixed when it serves exactly this one. None when DBHub's tools do not match (it has not
-/// loaded the configuration yet).
+/// loaded the configuration yet). Also returns the source id.
 pub fn tools_for(
     cr: &str,
     served: &[String],
@@ -102,88 +91,34 @@ pub fn tools_for(
         .then(|| ("execute_sql".into(), "search_objects".into(), id))
 }
 
-impl Hubs {
-    /// Sessions with the DBHubs of `namespace`; `timeout` bounds connecting and each call (a
-    /// query's own timeout is added by the caller).
-    pub fn new(
-        client: Client,
-        namespace: &str,
-        endpoint_override: Option<String>,
-        timeout: Duration,
-    ) -> Self {
+fn loading() -> HubError {
+    HubError::NotServed("DBHub is loading its new configuration; retry shortly.".into())
+}
+
+impl<D: Directory> Hubs<D> {
+    /// Sessions through `directory`; `timeout` bounds connecting and each call (a query's own
+    /// timeout is added by the caller).
+    pub fn new(directory: D, timeout: Duration) -> Self {
         Self {
-            instances: crate::kube::watch_cache(client.clone(), namespace),
-            client,
-            namespace: namespace.into(),
-            endpoint_override: endpoint_override.filter(|s| !s.trim().is_empty()),
+            directory,
             timeout,
             sessions: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// The base timeout of each DBHub call (a query's own timeout comes on top).
+    /// The base timeout of each DBHub call.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    async fn instance(&self, name: &str) -> Result<DBHubInstance, HubError> {
-        if let Some(i) = self
-            .instances
-            .get(&ObjectRef::new(name).within(&self.namespace))
-        {
-            return Ok((*i).clone());
-        }
-        let api: Api<DBHubInstance> = Api::namespaced(self.client.clone(), &self.namespace);
-        match api.get_opt(name).await {
-            Ok(Some(i)) => Ok(i),
-            Ok(None) => Err(HubError::NotServed(
-                "no DBHub instance serves this space yet".into(),
-            )),
-            Err(e) => Err(HubError::Kube(format!(
-                "could not read the DBHub instance from Kubernetes ({})",
-                crate::kube::reason(&e)
-            ))),
-        }
-    }
-
-    async fn token(&self, instance: &str) -> Result<String, HubError> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let secret = api
-            .get_opt(&token_secret_name(instance))
-            .await
-            .map_err(|e| {
-                HubError::Kube(format!(
-                    "could not read the DBHub token from Kubernetes ({})",
-                    crate::kube::reason(&e)
-                ))
-            })?
-            .ok_or_else(|| {
-                HubError::NotServed("the DBHub instance has no access token yet".into())
-            })?;
-        secret
-            .data
-            .and_then(|mut d| d.remove(TOKEN_KEY))
-            .and_then(|b| String::from_utf8(b.0).ok())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| HubError::NotServed("the DBHub instance's token Secret is empty".into()))
-    }
-
-    /// The session and tool names for Database `cr` in `instance`.
-    pub async fn target(&self, instance: &str, cr: &str) -> Result<Target, HubError> {
-        let inst = self.instance(instance).await?;
-        let served = inst
-            .status
-            .as_ref()
-            .map(|s| s.connected_databases.clone())
-            .unwrap_or_default();
+    async fn target(&self, instance: &str, cr: &str) -> Result<Target, HubError> {
+        let Placement { endpoint, served } = self.directory.placement(instance).await?;
         if !served.iter().any(|n| n == cr) {
             return Err(HubError::NotServed(
-                "DBHub does not serve this database yet (it is added after its connection check passes)"
+                "DBHub does not serve this database yet (it is added after its connection check passes); retry shortly."
                     .into(),
             ));
         }
-        let endpoint = endpoint_for(self.endpoint_override.as_deref(), &inst, &self.namespace)
-            .ok_or_else(|| HubError::NotServed("the DBHub instance has no endpoint yet".into()))?;
         let mut sorted = served.clone();
         sorted.sort();
         let key = format!("{endpoint}|{}", sorted.join(","));
@@ -193,60 +128,54 @@ impl Hubs {
         };
         let cached = match cached {
             Some(c) => c,
-            None => {
-                let token = self.token(instance).await?;
-                let session = Session::connect(&endpoint, &token, self.timeout).await?;
-                let tools = session.tool_names().await?;
-                let fresh = Arc::new(Cached {
-                    key,
-                    session,
-                    tools,
-                    verified: Default::default(),
-                });
-                let old = self
-                    .sessions
-                    .lock()
-                    .await
-                    .insert(instance.to_string(), fresh.clone());
-                if let Some(old) = old.and_then(Arc::into_inner) {
-                    old.session.close().await;
-                }
-                fresh
-            }
+            None => self.open(instance, &endpoint, key).await?,
         };
-        let found = tools_for(cr, &served, &cached.tools);
-        if let Some((exec, _, id)) = &found
-            && exec == "execute_sql"
-            && !cached.verified.load(std::sync::atomic::Ordering::Acquire)
-        {
+        let Some((exec, search, id)) = tools_for(cr, &served, &cached.tools) else {
+            self.forget(instance).await;
+            return Err(loading());
+        };
+        if exec == "execute_sql" && !cached.verified.load(Ordering::Acquire) {
             let out = cached
                 .session
-                .call_within(exec, serde_json::json!({"sql": "SELECT 1"}), self.timeout)
+                .call_within(&exec, serde_json::json!({"sql": "SELECT 1"}), self.timeout)
                 .await?;
             if out.get("source_id").and_then(Value::as_str) != Some(id.as_str()) {
                 self.forget(instance).await;
-                return Err(HubError::NotServed(
-                    "DBHub is loading its new configuration; retry shortly".into(),
-                ));
+                return Err(loading());
             }
-            cached
-                .verified
-                .store(true, std::sync::atomic::Ordering::Release);
+            cached.verified.store(true, Ordering::Release);
         }
-        match found {
-            Some((execute_sql, search_objects, source_id)) => Ok(Target {
-                session: cached,
-                execute_sql,
-                search_objects,
-                source_id,
-            }),
-            None => {
-                self.forget(instance).await;
-                Err(HubError::NotServed(
-                    "DBHub is loading its new configuration; retry shortly".into(),
-                ))
-            }
+        Ok(Target {
+            session: cached,
+            execute_sql: exec,
+            search_objects: search,
+        })
+    }
+
+    async fn open(
+        &self,
+        instance: &str,
+        endpoint: &str,
+        key: String,
+    ) -> Result<Arc<Cached>, HubError> {
+        let token = self.directory.token(instance).await?;
+        let session = Session::connect(endpoint, &token, self.timeout).await?;
+        let tools = session.tool_names().await?;
+        let fresh = Arc::new(Cached {
+            key,
+            session,
+            tools,
+            verified: Default::default(),
+        });
+        let old = self
+            .sessions
+            .lock()
+            .await
+            .insert(instance.to_string(), fresh.clone());
+        if let Some(old) = old.and_then(Arc::into_inner) {
+            old.session.close().await;
         }
+        Ok(fresh)
     }
 
     /// Drops the cached session of `instance` (after a transport failure or a tool DBHub no
@@ -293,19 +222,10 @@ impl Hubs {
         let out = self.call_once(instance, cr, tool, args, extra).await;
         let outcome = match &out {
             Ok(_) => "ok",
-            Err(HubError::NotServed(_) | HubError::Kube(_)) => "not_served",
-            Err(HubError::Mcp(McpError::Tool { .. })) => "tool_error",
-            Err(HubError::Mcp(McpError::Unavailable(_))) => "unavailable",
-            Err(HubError::Mcp(McpError::Timeout)) => "timeout",
-            Err(HubError::Mcp(McpError::UnknownTool(_))) => "unknown_tool",
-            Err(HubError::Mcp(McpError::Protocol(_))) => "protocol",
-            Err(HubError::Mcp(McpError::TooLarge { .. })) => "too_large",
+            Err(HubError::NotServed(_) | HubError::Lookup(_)) => "not_served",
+            Err(HubError::Mcp(e)) => e.metric_label(),
         };
-        let name = match tool {
-            Tool::Execute => "execute_sql",
-            Tool::Search => "search_objects",
-        };
-        crate::metrics::mcp(name, outcome, started.elapsed().as_secs_f64());
+        crate::metrics::mcp(tool.name(), outcome, started.elapsed().as_secs_f64());
         out
     }
 
@@ -345,6 +265,15 @@ impl Hubs {
 enum Tool {
     Execute,
     Search,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Execute => "execute_sql",
+            Self::Search => "search_objects",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -401,32 +330,6 @@ mod tests {
                 &names(&["execute_sql", "search_objects", "execute_sql_db_x"])
             ),
             None
-        );
-    }
-
-    #[test]
-    fn the_override_fills_in_instance_and_namespace() {
-        let mut inst = DBHubInstance::new(
-            "dbhub-s1",
-            serde_json::from_value(serde_json::json!({})).unwrap(),
-        );
-        assert_eq!(endpoint_for(None, &inst, "ns"), None);
-        inst.status = Some(dbhub_operator::crd::DBHubInstanceStatus {
-            endpoint: Some("http://dbhub-s1.ns.svc.cluster.local:8080/mcp".into()),
-            ..Default::default()
-        });
-        assert_eq!(
-            endpoint_for(None, &inst, "ns").as_deref(),
-            Some("http://dbhub-s1.ns.svc.cluster.local:8080/mcp")
-        );
-        assert_eq!(
-            endpoint_for(
-                Some("http://127.0.0.1:9/{namespace}/{instance}"),
-                &inst,
-                "ns"
-            )
-            .as_deref(),
-            Some("http://127.0.0.1:9/ns/dbhub-s1")
         );
     }
 }

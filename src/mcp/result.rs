@@ -39,6 +39,20 @@ pub enum McpError {
     },
 }
 
+impl McpError {
+    /// Short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Tool { .. } => "tool_error",
+            Self::Unavailable(_) => "unavailable",
+            Self::Timeout => "timeout",
+            Self::UnknownTool(_) => "unknown_tool",
+            Self::Protocol(_) => "protocol",
+            Self::TooLarge { .. } => "too_large",
+        }
+    }
+}
+
 /// One statement's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatementResult {

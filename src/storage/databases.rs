@@ -1,76 +1,25 @@
-//! `(:Database)` records: one per registered connection, in its space and tenant. Credentials
+//! `(:Database)` records: one per registered connection, in its space and tenant, linked to the
+//! Space (`-[:BELONGS_TO]->`) and the owner (`<-[:OWNS]-`) when those nodes exist. Credentials
 //! are never stored here (only `has_password`). Every query binds `$tenant_id` and `$space_id`.
 
-use neo4rs::{Query, query};
-use serde::{Deserialize, Serialize};
+use k8s_openapi::jiff::Timestamp;
+use neo4rs::{BoltType, Query, query};
 
 use super::{Error, Result, Store};
-
-/// The stored record (snake_case, as in the graph).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// Record id (UUID).
-    pub id: String,
-    /// Tenant.
-    pub tenant_id: String,
-    /// Space.
-    pub space_id: String,
-    /// The user who registered it.
-    pub owner_id: String,
-    /// Display name, unique in the space.
-    pub name: String,
-    /// postgres, mysql, mariadb, sqlserver or sqlite.
-    #[serde(rename = "type")]
-    pub db_type: String,
-    /// Host (empty for sqlite).
-    pub host: String,
-    /// Port (0 for sqlite).
-    pub port: i64,
-    /// Database name, or the sqlite file path.
-    pub database: String,
-    /// User name (empty for sqlite).
-    pub username: String,
-    /// Whether a password is kept in the Secret.
-    pub has_password: bool,
-    /// disable, require, verify-ca, verify-full or empty.
-    pub ssl_mode: String,
-    /// Read-only policy.
-    pub readonly: bool,
-    /// Row limit.
-    pub max_rows: i64,
-    /// Seconds.
-    pub connection_timeout: i64,
-    /// Seconds.
-    pub query_timeout: i64,
-    /// Free text.
-    pub description: String,
-    /// JSON object as a string (Neo4j has no map properties).
-    pub labels: String,
-    /// Pending, Connected, Failed or Degraded (mirrored from the CR).
-    pub status: String,
-    /// Status message (never a secret).
-    pub status_message: String,
-    /// RFC 3339, or empty.
-    pub last_checked: String,
-    /// Name of the Database CR.
-    pub cr_name: String,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339.
-    pub updated_at: String,
-}
+use crate::model::forms::stored_time;
+use crate::model::{Database, Observed, Scope, Settings};
 
 /// One page of records.
 pub struct Page {
     /// The records, newest first.
-    pub items: Vec<Record>,
+    pub items: Vec<Database>,
     /// How many exist in the space.
     pub total: i64,
 }
 
 const CREATE: &str = "CREATE (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id, owner_id: $owner_id, \
-    cr_name: $cr_name, status: 'Pending', status_message: '', last_checked: '', created_at: $now, updated_at: $now}) \
-    SET d += $fields \
+    cr_name: $cr_name, created_at: $now, updated_at: $now}) \
+    SET d += $fields, d += $observed \
     WITH d OPTIONAL MATCH (sp:Space {id: $space_id}) \
     FOREACH (_ IN CASE WHEN sp IS NULL THEN [] ELSE [1] END | MERGE (d)-[:BELONGS_TO]->(sp)) \
     WITH d OPTIONAL MATCH (u:User {id: $owner_id}) \
@@ -89,62 +38,54 @@ const DELETE: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_i
     OPTIONAL MATCH (q:QueryExecution {tenant_id: $tenant_id, space_id: $space_id, database_id: $id}) \
     WITH d, d.id AS id, collect(q) AS runs FOREACH (r IN runs | DETACH DELETE r) \
     DETACH DELETE d RETURN id";
+// Only a newer observation replaces the stored one (timestamps are stored so that their text
+// sorts as they do).
 const MIRROR_STATUS: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) \
-    WHERE d.status <> $status OR d.status_message <> $message OR d.last_checked <> $checked \
-    SET d.status = $status, d.status_message = $message, d.last_checked = $checked RETURN d.id AS id";
+    WHERE coalesce(d.last_checked, '') < $observed.last_checked \
+    SET d += $observed RETURN d.id AS id";
 const NAME_TAKEN: &str = "MATCH (d:Database {tenant_id: $tenant_id, space_id: $space_id, name: $name}) \
     WHERE d.id <> $id RETURN count(d) AS n";
 
 /// Neo4j's code for a uniqueness constraint refusing a write.
 const CONSTRAINT_VIOLATED: &str = "Neo.ClientError.Schema.ConstraintValidationFailed";
 
-/// Where a record lives.
-#[derive(Debug, Clone)]
-pub struct Scope<'a> {
-    /// Tenant.
-    pub tenant_id: &'a str,
-    /// Space.
-    pub space_id: &'a str,
-}
-
-fn scoped(q: &str, s: &Scope<'_>) -> Query {
+pub(super) fn scoped(q: &str, s: &Scope) -> Query {
     query(q)
-        .param("tenant_id", s.tenant_id)
-        .param("space_id", s.space_id)
+        .param("tenant_id", s.tenant_id.as_str())
+        .param("space_id", s.space_id.as_str())
 }
 
-fn fields(r: &Record) -> neo4rs::BoltType {
-    let map: std::collections::HashMap<&str, neo4rs::BoltType> = [
-        ("name", r.name.clone().into()),
-        ("type", r.db_type.clone().into()),
-        ("host", r.host.clone().into()),
-        ("port", r.port.into()),
-        ("database", r.database.clone().into()),
-        ("username", r.username.clone().into()),
-        ("has_password", r.has_password.into()),
-        ("ssl_mode", r.ssl_mode.clone().into()),
-        ("readonly", r.readonly.into()),
-        ("max_rows", r.max_rows.into()),
-        ("connection_timeout", r.connection_timeout.into()),
-        ("query_timeout", r.query_timeout.into()),
-        ("description", r.description.clone().into()),
-        ("labels", r.labels.clone().into()),
-    ]
-    .into_iter()
-    .collect();
+/// The graph properties of `value` (a flat struct: strings, numbers, booleans), named as its
+/// serde form names them — the same names the record is read back with.
+pub(super) fn properties<T: serde::Serialize>(value: &T) -> BoltType {
+    let map: std::collections::HashMap<String, BoltType> = match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let bolt: BoltType = match v {
+                    serde_json::Value::String(s) => s.into(),
+                    serde_json::Value::Bool(b) => b.into(),
+                    serde_json::Value::Number(n) => n.as_i64()?.into(),
+                    _ => return None,
+                };
+                Some((k, bolt))
+            })
+            .collect(),
+        _ => Default::default(),
+    };
     map.into()
 }
 
 impl Store {
-    async fn one(&self, q: Query) -> Result<Option<Record>> {
+    async fn one(&self, q: Query) -> Result<Option<Database>> {
         match self.first(q).await? {
-            Some(row) => Ok(Some(row.get::<Record>("d")?)),
+            Some(row) => Ok(Some(row.get::<Database>("d")?)),
             None => Ok(None),
         }
     }
 
     /// Whether another record in the space already has `name`.
-    pub async fn name_taken(&self, s: &Scope<'_>, name: &str, except_id: &str) -> Result<bool> {
+    pub async fn name_taken(&self, s: &Scope, name: &str, except_id: &str) -> Result<bool> {
         let q = scoped(NAME_TAKEN, s)
             .param("name", name)
             .param("id", except_id);
@@ -152,35 +93,32 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Creates the record (status Pending) and links it to its Space and owner when they exist.
-    pub async fn create_database(&self, r: &Record) -> Result<Record> {
-        let s = Scope {
-            tenant_id: &r.tenant_id,
-            space_id: &r.space_id,
-        };
-        let q = scoped(CREATE, &s)
-            .param("id", r.id.as_str())
-            .param("owner_id", r.owner_id.as_str())
-            .param("cr_name", r.cr_name.as_str())
-            .param("now", r.created_at.as_str())
-            .param("fields", fields(r));
+    /// Creates the record and links it to its Space and owner when they exist.
+    pub async fn create_database(&self, d: &Database) -> Result<Database> {
+        let q = scoped(CREATE, &d.scope)
+            .param("id", d.id.as_str())
+            .param("owner_id", d.owner_id.as_str())
+            .param("cr_name", d.cr_name.as_str())
+            .param("now", stored_time(d.created_at))
+            .param("fields", properties(&d.settings))
+            .param("observed", properties(&d.observed));
         match self.one(q).await {
             Ok(rec) => rec.ok_or(Error::NoRow),
             Err(e) if e.neo4j_code() == Some(CONSTRAINT_VIOLATED) => Err(Error::Conflict(format!(
-                "a database named {:?} already exists in this space",
-                r.name
+                "A database named {:?} already exists in this space; pick another name.",
+                d.settings.name
             ))),
             Err(e) => Err(e),
         }
     }
 
     /// One record, if it is in the scope.
-    pub async fn get_database(&self, s: &Scope<'_>, id: &str) -> Result<Option<Record>> {
+    pub async fn get_database(&self, s: &Scope, id: &str) -> Result<Option<Database>> {
         self.one(scoped(GET, s).param("id", id)).await
     }
 
     /// A page of the space's records, newest first.
-    pub async fn list_databases(&self, s: &Scope<'_>, skip: i64, limit: i64) -> Result<Page> {
+    pub async fn list_databases(&self, s: &Scope, skip: i64, limit: i64) -> Result<Page> {
         let q = scoped(LIST, s).param("skip", skip).param("limit", limit);
         let row = self.first(q).await?.ok_or(Error::NoRow)?;
         Ok(Page {
@@ -189,23 +127,23 @@ impl Store {
         })
     }
 
-    /// Rewrites the editable fields.
-    pub async fn update_database(&self, r: &Record) -> Result<Option<Record>> {
-        let s = Scope {
-            tenant_id: &r.tenant_id,
-            space_id: &r.space_id,
-        };
-        self.one(
-            scoped(UPDATE, &s)
-                .param("id", r.id.as_str())
-                .param("now", r.updated_at.as_str())
-                .param("fields", fields(r)),
-        )
-        .await
+    /// Replaces the editable part of a record.
+    pub async fn update_settings(
+        &self,
+        s: &Scope,
+        id: &str,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<Option<Database>> {
+        let q = scoped(UPDATE, s)
+            .param("id", id)
+            .param("now", stored_time(now))
+            .param("fields", properties(settings));
+        self.one(q).await
     }
 
-    /// Deletes the record; false when it was not in the scope.
-    pub async fn delete_database(&self, s: &Scope<'_>, id: &str) -> Result<bool> {
+    /// Deletes the record and its query history; false when it was not in the scope.
+    pub async fn delete_database(&self, s: &Scope, id: &str) -> Result<bool> {
         Ok(self
             .first(scoped(DELETE, s).param("id", id))
             .await?
@@ -213,19 +151,10 @@ impl Store {
     }
 
     /// Copies the reconciler's verdict onto the node; writes only when something differs.
-    pub async fn mirror_status(
-        &self,
-        s: &Scope<'_>,
-        id: &str,
-        status: &str,
-        message: &str,
-        checked: &str,
-    ) -> Result<bool> {
+    pub async fn mirror_status(&self, s: &Scope, id: &str, observed: &Observed) -> Result<bool> {
         let q = scoped(MIRROR_STATUS, s)
             .param("id", id)
-            .param("status", status)
-            .param("message", message)
-            .param("checked", checked);
+            .param("observed", properties(observed));
         Ok(self.first(q).await?.is_some())
     }
 }

@@ -4,46 +4,10 @@
 //! `$tenant_id` and `$space_id`.
 
 use neo4rs::query;
-use serde::{Deserialize, Serialize};
 
 use super::{Error, Result, Store};
-use crate::storage::databases::Scope;
-
-/// One run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Execution {
-    /// Run id (UUID).
-    pub id: String,
-    /// Tenant.
-    pub tenant_id: String,
-    /// Space.
-    pub space_id: String,
-    /// The Database record.
-    pub database_id: String,
-    /// Its name at the time.
-    pub database_name: String,
-    /// Who ran it.
-    pub user_id: String,
-    /// The SQL as sent (capped at [`MAX_STATEMENT`] characters).
-    pub statement: String,
-    /// success, error or rejected (refused by the service before DBHub).
-    pub status: String,
-    /// Why it failed (empty on success; never a secret).
-    pub error: String,
-    /// Rows returned or affected.
-    pub row_count: i64,
-    /// Whether rows were cut by the row limit.
-    pub truncated: bool,
-    /// Wall time in milliseconds.
-    pub duration_ms: i64,
-    /// RFC 3339.
-    pub executed_at: String,
-    /// Nanoseconds since the epoch (ordering and cursor).
-    pub executed_ns: i64,
-}
-
-/// Longest statement kept in history.
-pub const MAX_STATEMENT: usize = 10_000;
+use crate::model::Scope;
+use crate::model::history::{Execution, MAX_STATEMENT};
 
 const RECORD: &str = "MATCH (d:Database {id: $database_id, tenant_id: $tenant_id, space_id: $space_id}) \
     CREATE (q:QueryExecution {id: $id, tenant_id: $tenant_id, space_id: $space_id, database_id: $database_id, \
@@ -120,15 +84,15 @@ impl Store {
     /// not empty), newest first, after `after`.
     pub async fn list_executions(
         &self,
-        s: &Scope<'_>,
+        s: &Scope,
         user_id: &str,
         database_id: &str,
         after: Option<&Cursor>,
         limit: i64,
     ) -> Result<Vec<Execution>> {
         let q = query(LIST)
-            .param("tenant_id", s.tenant_id)
-            .param("space_id", s.space_id)
+            .param("tenant_id", s.tenant_id.as_str())
+            .param("space_id", s.space_id.as_str())
             .param("user_id", user_id)
             .param("database_id", database_id)
             .param("after_ns", after.map_or(-1, |c| c.executed_ns))

@@ -5,6 +5,18 @@
 use neo4rs::query;
 
 use super::{Result, Store};
+use crate::model::{Caller, Role, Scope};
+
+fn member(user_id: String, space_id: String, tenant_id: String, role: &str) -> Resolution {
+    Resolution::Member(Caller {
+        user_id,
+        scope: Scope {
+            tenant_id,
+            space_id,
+        },
+        role: Role::parse(role),
+    })
+}
 
 /// Which kind of space the caller named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,19 +28,10 @@ pub enum SpaceType {
 }
 
 /// What the graph says about the caller and the space.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Resolution {
     /// The caller may act in the space with this role.
-    Member {
-        /// The space.
-        space_id: String,
-        /// Its tenant.
-        tenant_id: String,
-        /// The caller's Aether user id.
-        user_id: String,
-        /// owner, admin, member, viewer (unknown roles act as viewer).
-        role: String,
-    },
+    Member(Caller),
     /// The space exists but the caller has no path to it.
     NotMember,
     /// No such space (or no such user).
@@ -64,12 +67,7 @@ impl Store {
             let psid: Option<String> = user.get("psid").ok();
             let ptid: Option<String> = user.get("ptid").ok();
             return Ok(match (psid, ptid) {
-                (Some(p), Some(t)) if p == space_id => Resolution::Member {
-                    space_id: p,
-                    tenant_id: t,
-                    user_id,
-                    role: "owner".into(),
-                },
+                (Some(p), Some(t)) if p == space_id => member(user_id, p, t, "owner"),
                 _ => Resolution::NotMember,
             });
         }
@@ -88,22 +86,12 @@ impl Store {
                 opt("mrole").or_else(|| opt("orole"))
             };
             return Ok(match role {
-                Some(role) => Resolution::Member {
-                    space_id: sid,
-                    tenant_id: tid,
-                    user_id,
-                    role,
-                },
+                Some(role) => member(user_id, sid, tid, &role),
                 None => Resolution::NotMember,
             });
         }
         if let (Some(oid), Some(otid), Some(role)) = (opt("oid"), opt("otid"), opt("drole")) {
-            return Ok(Resolution::Member {
-                space_id: oid,
-                tenant_id: otid,
-                user_id,
-                role,
-            });
+            return Ok(member(user_id, oid, otid, &role));
         }
         Ok(if opt("oid").is_some() {
             Resolution::NotMember

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use aether_dbhub::auth::Verifier;
 use aether_dbhub::config::AuthArgs;
+use aether_dbhub::config::InstanceMode;
 use aether_dbhub::hostguard::{HostGuard, parse_list};
-use aether_dbhub::http::{AppState, router};
-use aether_dbhub::kube::InstanceMode;
+use aether_dbhub::http::router;
 use aether_dbhub::storage::Store;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
@@ -35,13 +35,18 @@ impl Drop for ApiServer {
 
 /// A Neo4j store for the stack, migrations applied.
 pub async fn store() -> Store {
+    store_with(std::time::Duration::from_secs(2)).await
+}
+
+/// As [`store`], waiting at most `acquire_timeout` for a pooled connection.
+pub async fn store_with(acquire_timeout: std::time::Duration) -> Store {
     let args = aether_dbhub::config::Neo4jArgs {
         uri: stack().get("NEO4J_URI").into(),
         user: "neo4j".into(),
         password: String::new(),
         // Small on purpose: tests run concurrency well past it.
         max_connections: 4,
-        acquire_timeout: std::time::Duration::from_secs(2),
+        acquire_timeout,
         startup_timeout: std::time::Duration::from_secs(30),
     };
     let store = Store::connect(&args).unwrap();
@@ -68,6 +73,8 @@ pub struct Options {
     pub mode: InstanceMode,
     /// Request limits.
     pub limits: aether_dbhub::http::Limits,
+    /// How long a request waits for one of the 4 pooled Neo4j connections.
+    pub acquire_timeout: std::time::Duration,
 }
 
 impl Default for Options {
@@ -77,6 +84,7 @@ impl Default for Options {
             dbhub_endpoint: None,
             mode: InstanceMode::PerSpace,
             limits: Default::default(),
+            acquire_timeout: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -139,21 +147,22 @@ pub async fn serve_opts(namespace: &str, kube: kube::Client, options: Options) -
         jwt_rs256_pem: String::new(),
         jwt_hs256_secret: SECRET.into(),
     };
-    let state = AppState {
-        store: store().await,
-        kube: kube.clone(),
-        verifier: Arc::new(Verifier::from_args(&auth).unwrap()),
-        writer: aether_dbhub::kube::Writer::new(kube.clone(), namespace, options.mode),
-        cache: aether_dbhub::kube::status_cache(kube.clone(), namespace),
-        guard: Arc::new(options.guard),
-        hubs: Arc::new(aether_dbhub::mcp::hub::Hubs::new(
-            kube,
-            namespace,
-            options.dbhub_endpoint,
-            std::time::Duration::from_secs(10),
-        )),
+    let state = aether_dbhub::app::wire(aether_dbhub::app::Wiring {
+        kube,
+        namespace: namespace.into(),
+        mode: options.mode,
+        default_policy: (true, 1000),
+        dbhub_endpoint: options.dbhub_endpoint,
+        dbhub_timeout: std::time::Duration::from_secs(10),
+        guard: options.guard,
         limits: options.limits,
-    };
+        store: store_with(options.acquire_timeout).await,
+        verifier: Arc::new(Verifier::from_args(&auth).unwrap()),
+    });
+    tokio::spawn({
+        let registry = state.registry.clone();
+        async move { registry.mirror_status().await }
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {

@@ -132,15 +132,6 @@ pub enum DatabaseType {
 }
 
 impl DatabaseType {
-    /// Every type, in the order the docs list them.
-    pub const ALL: [DatabaseType; 5] = [
-        Self::Postgres,
-        Self::Mysql,
-        Self::Mariadb,
-        Self::Sqlserver,
-        Self::Sqlite,
-    ];
-
     /// The name used in specs and DSN schemes.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -162,6 +153,33 @@ impl DatabaseType {
         }
     }
 }
+
+/// Display and parse a CRD enum by its serde name (the text in specs, the graph and the API).
+macro_rules! text_form {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match serde_json::to_value(self) {
+                    Ok(serde_json::Value::String(s)) => f.write_str(&s),
+                    _ => Err(std::fmt::Error),
+                }
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                serde_json::from_value(serde_json::Value::String(s.into()))
+                    .map_err(|_| format!("{s:?} is not a valid {}", stringify!($t)))
+            }
+        }
+    };
+}
+
+text_form!(DatabaseType);
+text_form!(SslMode);
+text_form!(DatabasePhase);
 
 /// TLS mode for the connection, as DBHub understands it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]

@@ -1,0 +1,304 @@
+//! Running SQL on a registered database through its space's DBHub, and the caller's query
+//! history. A run: the record must be Connected; the statement is classified (a read-only
+//! database refuses non-reads before DBHub sees them; writes need the `update` permission);
+//! DBHub runs it; the result is shaped (rows cut to the caller's row limit, the last statement
+//! on top); every run — refused, failed or not — is recorded.
+
+mod history;
+pub mod schema;
+mod shape;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use history::{HistoryPage, HistoryParams};
+pub use shape::{QueryOutput, StatementOutput};
+
+use crate::k8s::directory::Directory;
+use crate::mcp::McpError;
+use crate::mcp::hub::{HubError, Hubs};
+use crate::model::{Caller, Database, Error, Execution, FieldError, Permission, Result};
+use crate::registry::Registry;
+use crate::sql::{Limits, Verdict, classify};
+use crate::storage::Store;
+
+/// The DBHub sessions of the service.
+pub type DbHubs = Hubs<Directory>;
+
+/// A query to run.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct QueryInput {
+    /// SQL; several statements may be separated by `;`.
+    #[schema(value_type = String, required = true)]
+    pub query: Option<String>,
+    /// Bind parameters: DBHub's execute_sql has none, so only an empty list/object is accepted.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Value>,
+    /// Alias of `params`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Value>,
+    /// Row limit for this run; can only lower the database's `max_rows`.
+    #[serde(default)]
+    pub max_rows: Option<i64>,
+}
+
+/// The query use cases.
+pub struct Queries {
+    store: Store,
+    registry: Arc<Registry>,
+    hubs: Arc<DbHubs>,
+    limits: Limits,
+}
+
+/// Checks the body: the SQL, no bind parameters, the row limit.
+fn validate(input: &QueryInput, db_max: u32) -> Result<(String, usize)> {
+    let mut errs = Vec::new();
+    let sql = input
+        .query
+        .as_deref()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if sql.is_empty() {
+        errs.push(FieldError::new("query", "required: the SQL to run"));
+    }
+    for (field, v) in [("params", &input.params), ("parameters", &input.parameters)] {
+        let empty = match v {
+            None | Some(Value::Null) => true,
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(_) => false,
+        };
+        if !empty {
+            errs.push(FieldError::new(
+                field,
+                "bind parameters are not supported: DBHub's execute_sql takes plain SQL only; \
+                 send the query without parameters",
+            ));
+        }
+    }
+    let db_max = db_max as usize;
+    let limit = match input.max_rows {
+        None => db_max,
+        Some(n) if n >= 1 => (n as usize).min(db_max),
+        Some(_) => {
+            errs.push(FieldError::new(
+                "max_rows",
+                "a whole number from 1 (it can only lower the database's limit)",
+            ));
+            db_max
+        }
+    };
+    if errs.is_empty() {
+        Ok((sql, limit))
+    } else {
+        Err(Error::Invalid(errs))
+    }
+}
+
+/// DBHub failures as use-case errors (never an internal error; never DBHub's text for
+/// connection failures, which may carry connection details).
+pub fn hub_error(e: HubError) -> Error {
+    match e {
+        HubError::NotServed(m) | HubError::Lookup(m) => Error::Unavailable(m),
+        HubError::Mcp(e) => match e {
+            McpError::Unavailable(m) => Error::Unavailable(format!("{m}; retry shortly.")),
+            McpError::Timeout => Error::Timeout("DBHub did not answer in time.".into()),
+            McpError::UnknownTool(_) => {
+                Error::Unavailable("DBHub is loading its new configuration; retry shortly.".into())
+            }
+            McpError::Protocol(_) => Error::BadGateway("DBHub answered unexpectedly.".into()),
+            McpError::TooLarge { bytes, limit } => Error::Invalid(vec![FieldError::new(
+                "query",
+                format!(
+                    "the query is {bytes} bytes once encoded for DBHub, which accepts at most {limit} bytes per request: shorten it"
+                ),
+            )]),
+            McpError::Tool { code, message } => match code.as_str() {
+                "READONLY_VIOLATION" => Error::ReadOnly(format!(
+                    "The database is read-only: {}",
+                    crate::mcp::result::redact(&message)
+                )),
+                "EXECUTION_ERROR" | "SEARCH_ERROR" | "INVALID_ARGUMENTS" => {
+                    Error::QueryFailed(crate::mcp::result::redact(&message))
+                }
+                "SCHEMA_NOT_FOUND" => Error::NotFound("schema"),
+                other => Error::BadGateway(format!(
+                    "The database could not be reached through DBHub ({other})."
+                )),
+            },
+        },
+    }
+}
+
+impl Queries {
+    /// The use cases over these parts.
+    pub fn new(store: Store, registry: Arc<Registry>, hubs: Arc<DbHubs>, limits: Limits) -> Self {
+        Self {
+            store,
+            registry,
+            hubs,
+            limits,
+        }
+    }
+
+    fn instance(&self, caller: &Caller) -> String {
+        self.registry.cluster().instance_for(&caller.scope.space_id)
+    }
+
+    /// How long a run on `d` may take: the DBHub call's timeout plus the database's own query
+    /// timeout, so the database's answer (or DBHub's cancellation) comes first.
+    pub fn budget(&self, d: &Database) -> Duration {
+        self.hubs.timeout()
+            + Duration::from_secs(u64::from(d.settings.query_timeout))
+            + Duration::from_secs(5)
+    }
+
+    /// Runs `input` on database `id` for `caller`; `on_budget` learns how long it may take
+    /// once the database is known.
+    pub async fn run(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: &QueryInput,
+        on_budget: impl FnOnce(Duration),
+    ) -> Result<QueryOutput> {
+        let db = self.registry.connected(caller, id).await?;
+        on_budget(self.budget(&db));
+        let (sql, limit) = validate(input, db.settings.max_rows)?;
+        let started = Instant::now();
+        let mut run = history::started(caller, &db, &sql);
+        if let Err(e) = self.refusal(caller, &db, &sql).await {
+            run.error = e.to_string();
+            self.record(&run).await;
+            return Err(e);
+        }
+        let query_timeout = Duration::from_secs(u64::from(db.settings.query_timeout));
+        let out = self
+            .hubs
+            .execute_sql(&self.instance(caller), &db.cr_name, &sql, query_timeout)
+            .await;
+        run.duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        match out {
+            Ok(result) => {
+                let shaped = shape::shape(result, limit, run.duration_ms);
+                (run.status, run.row_count, run.truncated) =
+                    ("success".into(), shaped.row_count, shaped.truncated);
+                self.record(&run).await;
+                Ok(shaped)
+            }
+            Err(e) => {
+                let e = hub_error(e);
+                (run.status, run.error) = ("error".into(), e.to_string());
+                self.record(&run).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Why `sql` may not run on `db` for `caller`, if it may not.
+    async fn refusal(&self, caller: &Caller, db: &Database, sql: &str) -> Result<()> {
+        let verdict = classify(sql, db.settings.engine, &self.limits)
+            .await
+            .map_err(|e| Error::Invalid(vec![FieldError::new("query", e.to_string())]))?;
+        let why = match verdict {
+            Verdict::ReadOnly { .. } => return Ok(()),
+            Verdict::Writes(w) => w,
+            Verdict::Unparseable(e) => format!("it could not be classified as a read ({e})"),
+        };
+        if db.settings.readonly {
+            return Err(Error::ReadOnly(format!(
+                "The database is read-only and the query is not a plain read: {why}."
+            )));
+        }
+        if !caller.can(Permission::Update) {
+            return Err(Error::Forbidden(format!(
+                "Your role in this space ({}) may only run reads here, and the query is not a plain read: {why}.",
+                caller.role.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn record(&self, run: &Execution) {
+        if let Err(e) = self.store.record_execution(run).await {
+            tracing::warn!(error = %e, db.id = %run.database_id, "could not record the query in the history");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(v: Value) -> QueryInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn bind_parameters_empty_query_and_bad_limits_are_invalid() {
+        for body in [
+            json!({"query": "select 1", "params": [1]}),
+            json!({"query": "select 1", "parameters": {"a": 1}}),
+            json!({"query": "  "}),
+            json!({"query": "select 1", "max_rows": 0}),
+        ] {
+            assert!(
+                matches!(validate(&input(body.clone()), 100), Err(Error::Invalid(_))),
+                "{body}"
+            );
+        }
+        let ok = validate(
+            &input(json!({"query": " select 1 ", "params": [], "max_rows": 5})),
+            100,
+        )
+        .unwrap();
+        assert_eq!(ok, ("select 1".to_string(), 5));
+        // max_rows can only lower the database's limit.
+        assert_eq!(
+            validate(&input(json!({"query": "x", "max_rows": 5000})), 100)
+                .unwrap()
+                .1,
+            100
+        );
+    }
+
+    #[test]
+    fn dbhub_failures_map_to_errors_that_are_not_internal() {
+        let tool = |code: &str, msg: &str| {
+            hub_error(HubError::Mcp(McpError::Tool {
+                code: code.into(),
+                message: msg.into(),
+            }))
+        };
+        assert!(matches!(
+            tool("READONLY_VIOLATION", "no"),
+            Error::ReadOnly(_)
+        ));
+        let failed = tool("EXECUTION_ERROR", "relation \"x\" does not exist");
+        assert_eq!(failed.to_string(), "relation \"x\" does not exist");
+        assert!(matches!(failed, Error::QueryFailed(_)));
+        let unreachable = tool("SOURCE_UNREACHABLE", "connect postgres://u:secret@h failed");
+        assert!(!unreachable.to_string().contains("secret"));
+        assert!(matches!(unreachable, Error::BadGateway(_)));
+        assert!(matches!(tool("AUTH_FAILED", "x"), Error::BadGateway(_)));
+        assert!(matches!(
+            hub_error(HubError::Mcp(McpError::Unavailable("down".into()))),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            hub_error(HubError::Mcp(McpError::Timeout)),
+            Error::Timeout(_)
+        ));
+        assert!(matches!(
+            hub_error(HubError::NotServed("later".into())),
+            Error::Unavailable(_)
+        ));
+    }
+}

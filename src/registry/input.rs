@@ -1,0 +1,359 @@
+//! What clients send to register or edit a database (snake_case, as the Aether frontend's
+//! forms send it after conversion) and to test one without saving (the frontend's camelCase
+//! body), and the validation that turns either into [`Settings`] plus an optional password.
+
+use std::collections::BTreeMap;
+
+use dbhub_operator::crd::{DatabaseType, SslMode, defaults};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::model::{FieldError, Settings};
+
+/// Create/update body. Unknown and read-only fields are ignored (the edit form echoes the whole
+/// record back); on update an absent field keeps its value and a missing password keeps the
+/// old one.
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct DatabaseInput {
+    /// Display name, unique in the space (1-100 characters).
+    pub name: Option<String>,
+    /// `postgres`, `mysql`, `mariadb`, `sqlserver` or `sqlite`; the frontend's `postgresql`
+    /// and `mssql` are accepted too.
+    #[serde(rename = "type")]
+    pub db_type: Option<String>,
+    /// Server host name or IP address (not for sqlite).
+    pub host: Option<String>,
+    /// Server port, a number or a string holding one (default by type).
+    #[schema(value_type = Option<i64>)]
+    pub port: Option<Value>,
+    /// Database name (required for mysql and mariadb).
+    pub database: Option<String>,
+    /// SQLite: the absolute path of the database file (instead of host, port and database).
+    pub path: Option<String>,
+    /// User name (not for sqlite).
+    pub username: Option<String>,
+    /// Password; write-only, kept only in a Kubernetes Secret and never returned.
+    #[schema(write_only)]
+    pub password: Option<String>,
+    /// `disable`, `allow` (stored as disable), `prefer` (stored as require), `require`,
+    /// `verify-ca` or `verify-full` (verify-* for postgres only).
+    pub ssl_mode: Option<String>,
+    /// Only reads may run (default true).
+    pub readonly: Option<bool>,
+    /// Most rows one query returns, 1-100000 (default 1000).
+    pub max_rows: Option<i64>,
+    /// Seconds to wait for a connection, 1-300 (default 30).
+    pub connection_timeout: Option<i64>,
+    /// Seconds a query may run, 1-3600 (default 15).
+    pub query_timeout: Option<i64>,
+    /// Free text, at most 1024 characters.
+    pub description: Option<String>,
+    /// String labels (at most 32; keys 1-63 characters, values at most 253).
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// The connection form's "Test" body, in the frontend's camelCase and type ids.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TestInput {
+    /// `postgresql`, `mysql`, `mariadb`, `mssql` or `sqlite` (this API's ids work too).
+    pub database_type: Option<String>,
+    /// Server host.
+    pub host: Option<String>,
+    /// Server port (a number or a string holding one).
+    #[schema(value_type = Option<i64>)]
+    pub port: Option<Value>,
+    /// Database name.
+    pub database: Option<String>,
+    /// SQLite file path.
+    pub path: Option<String>,
+    /// User name.
+    pub username: Option<String>,
+    /// Password (write-only).
+    #[schema(write_only)]
+    pub password: Option<String>,
+    /// TLS mode, as for `ssl_mode`.
+    pub ssl_mode: Option<String>,
+}
+
+/// Seconds a check started from the API may take at most.
+pub const CHECK_TIMEOUT_SECS: i64 = 10;
+
+impl TestInput {
+    /// The same connection as a create body (nothing is saved).
+    pub fn as_database_input(&self) -> DatabaseInput {
+        DatabaseInput {
+            name: Some("connection test".into()),
+            db_type: self.database_type.clone(),
+            host: self.host.clone(),
+            port: self.port.clone(),
+            database: self.database.clone(),
+            path: self.path.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            ssl_mode: self.ssl_mode.clone(),
+            connection_timeout: Some(CHECK_TIMEOUT_SECS),
+            ..Default::default()
+        }
+    }
+}
+
+/// Maps a type id (ours or the frontend's) to the engine.
+pub fn parse_type(s: &str) -> Option<DatabaseType> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "postgres" | "postgresql" => Some(DatabaseType::Postgres),
+        "mysql" => Some(DatabaseType::Mysql),
+        "mariadb" => Some(DatabaseType::Mariadb),
+        "sqlserver" | "mssql" => Some(DatabaseType::Sqlserver),
+        "sqlite" => Some(DatabaseType::Sqlite),
+        _ => None,
+    }
+}
+
+/// Maps an SSL mode. `allow` becomes `disable` and `prefer` becomes `require` (DBHub and the
+/// CRD know only disable/require/verify-ca/verify-full; `prefer` is never silently plaintext).
+pub fn parse_ssl(s: &str) -> Option<SslMode> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "disable" | "allow" => Some(SslMode::Disable),
+        "require" | "prefer" => Some(SslMode::Require),
+        other => other.parse().ok(),
+    }
+}
+
+/// A validated input: the settings and the password given in this request, if any.
+#[derive(Debug)]
+pub struct Valid {
+    /// The settings to store (and derive the CR spec from).
+    pub settings: Settings,
+    /// The password, when this request carries one.
+    pub password: Option<String>,
+}
+
+/// Validates `input` on its own (create) or over `base` (update: absent fields keep theirs).
+pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid, Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let text = |v: &Option<String>, old: Option<&String>| {
+        v.clone()
+            .or_else(|| old.cloned())
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let name = text(&input.name, base.map(|b| &b.name));
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        errs.push(FieldError::new(
+            "name",
+            "required, 1-100 characters, no control characters",
+        ));
+    }
+    let type_text = match (&input.db_type, base) {
+        (Some(t), _) => t.trim().to_string(),
+        (None, Some(b)) => b.engine.to_string(),
+        (None, None) => String::new(),
+    };
+    let ty = parse_type(&type_text);
+    if ty.is_none() {
+        errs.push(FieldError::new(
+            "type",
+            format!(
+                "unsupported type {type_text:?}: supported are postgres (postgresql), mysql, mariadb, sqlserver (mssql) and sqlite"
+            ),
+        ));
+    }
+    let sqlite = ty == Some(DatabaseType::Sqlite);
+    let host = if sqlite {
+        String::new()
+    } else {
+        text(&input.host, base.map(|b| &b.host))
+    };
+    if !sqlite
+        && (host.is_empty()
+            || host.len() > 253
+            || host.contains(|c: char| c.is_whitespace() || "/?#@".contains(c)))
+    {
+        errs.push(FieldError::new(
+            "host",
+            "required for network databases: a host name or IP address",
+        ));
+    }
+    let default_port = ty.and_then(|t| t.default_port()).map(i64::from);
+    let port = match &input.port {
+        None | Some(Value::Null) => base
+            .map(|b| i64::from(b.port))
+            .filter(|p| *p > 0)
+            .or(default_port),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) if s.trim().is_empty() => default_port,
+        Some(Value::String(s)) => s.trim().parse().ok().or(Some(-1)),
+        Some(_) => Some(-1),
+    };
+    if !sqlite && !port.is_some_and(|p| (1..=65535).contains(&p)) {
+        errs.push(FieldError::new("port", "must be a number from 1 to 65535"));
+    }
+    let database = if sqlite {
+        input
+            .path
+            .clone()
+            .or_else(|| input.database.clone())
+            .or_else(|| base.map(|b| b.database.clone()))
+            .unwrap_or_default()
+    } else {
+        text(&input.database, base.map(|b| &b.database))
+    };
+    if sqlite && !database.starts_with('/') {
+        errs.push(FieldError::new(
+            "path",
+            "an absolute file path is required for sqlite",
+        ));
+    }
+    if matches!(ty, Some(DatabaseType::Mysql | DatabaseType::Mariadb)) && database.is_empty() {
+        errs.push(FieldError::new(
+            "database",
+            "required for mysql and mariadb",
+        ));
+    }
+    if !sqlite && database.contains(['/', '?', '#']) {
+        errs.push(FieldError::new(
+            "database",
+            "must not contain '/', '?' or '#'",
+        ));
+    }
+    let username = if sqlite {
+        String::new()
+    } else {
+        text(&input.username, base.map(|b| &b.username))
+    };
+    if !sqlite && (username.is_empty() || username.len() > 128) {
+        errs.push(FieldError::new(
+            "username",
+            "required for network databases (at most 128 characters)",
+        ));
+    }
+    let password = input.password.clone().filter(|p| !p.is_empty());
+    let had_password = base.is_some_and(|b| b.has_password);
+    if !sqlite && password.is_none() && !had_password {
+        errs.push(FieldError::new(
+            "password",
+            "required for network databases",
+        ));
+    }
+    if password.as_ref().is_some_and(|p| p.len() > 1024) {
+        errs.push(FieldError::new("password", "at most 1024 bytes"));
+    }
+    let ssl = match (&input.ssl_mode, base) {
+        (Some(t), _) if t.trim().is_empty() => None,
+        (Some(t), _) => {
+            let parsed = parse_ssl(t);
+            if parsed.is_none() {
+                errs.push(FieldError::new(
+                    "ssl_mode",
+                    "one of disable, allow, prefer, require, verify-ca, verify-full",
+                ));
+            }
+            parsed
+        }
+        (None, Some(b)) => b.ssl_mode,
+        (None, None) => None,
+    };
+    if matches!(ssl, Some(SslMode::VerifyCa | SslMode::VerifyFull))
+        && ty != Some(DatabaseType::Postgres)
+    {
+        errs.push(FieldError::new(
+            "ssl_mode",
+            "verify-ca and verify-full are supported for postgres only",
+        ));
+    }
+    let number = |field: &str,
+                  v: Option<i64>,
+                  old: Option<u32>,
+                  default: i32,
+                  max: u32,
+                  errs: &mut Vec<FieldError>| {
+        let n = v.or(old.map(i64::from)).unwrap_or(i64::from(default));
+        if !(1..=i64::from(max)).contains(&n) {
+            errs.push(FieldError::new(
+                field,
+                format!("must be a whole number from 1 to {max}"),
+            ));
+        }
+        n.clamp(1, i64::from(max)) as u32
+    };
+    let max_rows = number(
+        "max_rows",
+        input.max_rows,
+        base.map(|b| b.max_rows),
+        defaults::max_rows(),
+        100_000,
+        &mut errs,
+    );
+    let connection_timeout = number(
+        "connection_timeout",
+        input.connection_timeout,
+        base.map(|b| b.connection_timeout),
+        defaults::connection_timeout(),
+        300,
+        &mut errs,
+    );
+    let query_timeout = number(
+        "query_timeout",
+        input.query_timeout,
+        base.map(|b| b.query_timeout),
+        defaults::query_timeout(),
+        3600,
+        &mut errs,
+    );
+    let description = input
+        .description
+        .clone()
+        .or_else(|| base.map(|b| b.description.clone()))
+        .unwrap_or_default();
+    if description.chars().count() > 1024 {
+        errs.push(FieldError::new("description", "at most 1024 characters"));
+    }
+    let labels = input
+        .labels
+        .clone()
+        .or_else(|| base.map(|b| b.labels.clone()))
+        .unwrap_or_default();
+    if labels.len() > 32
+        || labels
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 63 || v.len() > 253)
+    {
+        errs.push(FieldError::new(
+            "labels",
+            "at most 32 labels; keys 1-63 characters, values at most 253",
+        ));
+    }
+    let readonly = input
+        .readonly
+        .or(base.map(|b| b.readonly))
+        .unwrap_or_else(defaults::readonly);
+    let Some(engine) = ty.filter(|_| errs.is_empty()) else {
+        return Err(errs);
+    };
+    Ok(Valid {
+        settings: Settings {
+            name,
+            engine,
+            host,
+            port: if sqlite {
+                0
+            } else {
+                port.unwrap_or_default() as u16
+            },
+            database,
+            username,
+            has_password: password.is_some() || had_password,
+            ssl_mode: if sqlite { None } else { ssl },
+            readonly,
+            max_rows,
+            connection_timeout,
+            query_timeout,
+            description,
+            labels,
+        },
+        password,
+    })
+}
