@@ -125,11 +125,11 @@ pub struct Wiring {
     pub dbhub_timeout: Duration,
     /// Where database hosts may point.
     pub guard: crate::hostguard::HostGuard,
-    /// Request limits.
+    /// Body size, request deadline and SQL limits.
     pub limits: Limits,
-    /// The graph.
+    /// The Aether graph (records, history, space resolution).
     pub store: Store,
-    /// Bearer-token verification.
+    /// Verifies the bearer tokens of requests.
     pub verifier: Arc<Verifier>,
 }
 

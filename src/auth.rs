@@ -29,7 +29,7 @@ pub enum AuthError {
 pub struct Claims {
     /// The user's id (Keycloak subject).
     pub sub: String,
-    /// Issuer.
+    /// Issuer (checked against the allow-list).
     pub iss: String,
     /// Issued at (seconds since the epoch), when the token says.
     #[serde(default)]

@@ -23,7 +23,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands.
+/// What the binary can run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the REST API (with health and readiness endpoints).
@@ -58,7 +58,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AETHER_DBHUB_SHUTDOWN_TIMEOUT", default_value = "20", value_parser = parse_seconds)]
     pub shutdown_timeout: Duration,
 
-    /// Neo4j connection.
+    /// Where the Aether graph is and how to log in.
     #[command(flatten)]
     pub neo4j: Neo4jArgs,
 
@@ -66,7 +66,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub kube: KubeArgs,
 
-    /// Bearer-token verification.
+    /// How bearer tokens are verified.
     #[command(flatten)]
     pub auth: AuthArgs,
 
@@ -84,7 +84,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AETHER_DBHUB_INSTANCE_MODE", value_enum, default_value_t = InstanceMode::PerSpace)]
     pub instance_mode: InstanceMode,
 
-    /// DBHub settings.
+    /// How DBHub is reached and what new instances default to.
     #[command(flatten)]
     pub dbhub: DbhubArgs,
 
@@ -92,7 +92,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub leader: LeaderArgs,
 
-    /// Request limits.
+    /// What one request may send and how long it may take.
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -222,11 +222,11 @@ pub struct OperatorArgs {
     )]
     pub listen: SocketAddr,
 
-    /// Kubernetes settings.
+    /// Which namespaces the service writes to and the reconcilers watch.
     #[command(flatten)]
     pub kube: KubeArgs,
 
-    /// Leader election.
+    /// Leader election among several replicas.
     #[command(flatten)]
     pub leader: LeaderArgs,
 }
@@ -266,7 +266,7 @@ pub struct LeaderArgs {
 /// Settings of `migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Neo4j connection.
+    /// Where the Aether graph is and how to log in.
     #[command(flatten)]
     pub neo4j: Neo4jArgs,
 }
@@ -282,7 +282,7 @@ pub struct Neo4jArgs {
     )]
     pub uri: String,
 
-    /// Neo4j user.
+    /// User name for Neo4j.
     #[arg(
         long = "neo4j-user",
         env = "AETHER_DBHUB_NEO4J_USER",
@@ -290,7 +290,7 @@ pub struct Neo4jArgs {
     )]
     pub user: String,
 
-    /// Neo4j password.
+    /// Password for Neo4j (prefer the environment variable over the flag).
     #[arg(
         long = "neo4j-password",
         env = "AETHER_DBHUB_NEO4J_PASSWORD",
@@ -315,7 +315,8 @@ pub struct Neo4jArgs {
     pub startup_timeout: Duration,
 }
 
-/// Kubernetes settings.
+/// Which namespaces the service writes to and the reconcilers watch (the cluster itself comes
+/// from KUBECONFIG or the in-cluster service account).
 #[derive(Debug, Clone, Args)]
 pub struct KubeArgs {
     /// Namespace where the service keeps Database CRs, Secrets and DBHub instances.

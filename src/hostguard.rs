@@ -65,7 +65,7 @@ pub fn parse_list(s: &str) -> Result<Vec<Cidr>, String> {
         .collect()
 }
 
-/// The guard.
+/// Refuses database hosts inside the service's own network, with configured exceptions.
 #[derive(Debug, Clone, Default)]
 pub struct HostGuard {
     allow: Vec<Cidr>,

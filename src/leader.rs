@@ -37,15 +37,15 @@ async fn reconcile(kube: kube::Client, scope: Scope, stop: CancellationToken) {
     dbhub_operator::metrics::set_leader(false);
 }
 
-/// This replica's identity: the configured one, or host name + random suffix (a restarted pod
-/// keeps its name, but must not be mistaken for its previous life).
+/// This replica's identity: the configured one, or host name (in a pod: the pod's name) +
+/// random suffix (a restarted pod keeps its name, but must not be mistaken for its previous
+/// life).
 pub fn identity(configured: &str) -> String {
     if !configured.trim().is_empty() {
         return configured.trim().to_string();
     }
-    let host = std::env::var("HOSTNAME")
+    let host = std::fs::read_to_string("/etc/hostname")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "aether-dbhub".into());

@@ -49,9 +49,9 @@ pub enum TooLarge {
         "the query is {found} bytes long; at most {limit} bytes are accepted (--query-max-bytes)"
     )]
     Bytes {
-        /// Its size.
+        /// The query's size in bytes.
         found: usize,
-        /// The limit.
+        /// The configured limit.
         limit: usize,
     },
     /// More statements than `max_statements`.
@@ -59,9 +59,9 @@ pub enum TooLarge {
         "the query has {found} statements; at most {limit} are accepted (--query-max-statements)"
     )]
     Statements {
-        /// How many.
+        /// How many the query has.
         found: usize,
-        /// The limit.
+        /// The configured limit.
         limit: usize,
     },
     /// More tokens than `max_tokens`.
@@ -69,9 +69,9 @@ pub enum TooLarge {
         "the query has {found} tokens; at most {limit} are accepted (--query-max-tokens): split it or simplify it"
     )]
     Tokens {
-        /// How many.
+        /// How many the query has.
         found: usize,
-        /// The limit.
+        /// The configured limit.
         limit: usize,
     },
 }

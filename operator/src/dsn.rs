@@ -23,9 +23,9 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// A user name and password read from a Secret. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
-    /// User name.
+    /// User name to connect as.
     pub user: String,
-    /// Password.
+    /// Password (never printed by `Debug`).
     pub password: String,
 }
 

@@ -8,3 +8,4 @@ pub mod dbhub_config;
 pub mod dsn;
 pub mod metrics;
 pub mod probe;
+pub mod redact;

@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 /// `controller="database"|"dbhubinstance"`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabel {
-    /// The controller.
+    /// `database` or `dbhubinstance`.
     pub controller: String,
 }
 

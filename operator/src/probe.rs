@@ -273,7 +273,7 @@ impl ProbeError {
     /// Removes every secret (raw or percent-encoded), anything shaped like a URL with
     /// credentials, and caps the length.
     fn cleaned(self, secrets: &[String]) -> Self {
-        let f = |m: String| clean(&m, secrets);
+        let f = |m: String| crate::redact::clean(&m, secrets, 300);
         match self {
             Self::Timeout(s) => Self::Timeout(s),
             Self::Unreachable(m) => Self::Unreachable(f(m)),
@@ -285,52 +285,9 @@ impl ProbeError {
     }
 }
 
-/// Makes a driver message safe to show: secrets replaced by `***`, URL userinfo dropped,
-/// at most 300 characters.
-pub fn clean(message: &str, secrets: &[String]) -> String {
-    let mut out = message.to_string();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s.as_str(), "***");
-    }
-    // `scheme://user:pass@host` → `scheme://***@host`
-    while let Some(start) = out.find("://") {
-        let rest = &out[start + 3..];
-        let end = rest
-            .find(|c: char| c.is_whitespace() || c == '/')
-            .unwrap_or(rest.len());
-        match rest[..end].rfind('@') {
-            Some(at) if !rest[..at].starts_with("***") => {
-                out = format!("{}://***{}", &out[..start], &rest[at..]);
-            }
-            _ => break,
-        }
-    }
-    if out.chars().count() > 300 {
-        out = out.chars().take(300).collect::<String>() + "…";
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clean_removes_raw_and_encoded_secrets_and_url_userinfo() {
-        let secrets = vec!["s3cr/t".to_string(), "s3cr%2Ft".to_string()];
-        let m = clean(
-            "failed postgres://bob:s3cr%2Ft@h:5432/db with s3cr/t",
-            &secrets,
-        );
-        assert!(!m.contains("s3cr"), "{m}");
-        assert!(!m.contains("bob"), "{m}");
-        assert!(m.contains("postgres://***@h:5432"), "{m}");
-    }
-
-    #[test]
-    fn clean_caps_length() {
-        assert!(clean(&"x".repeat(1000), &[]).chars().count() <= 301);
-    }
 
     #[test]
     fn permanence_follows_the_cause() {

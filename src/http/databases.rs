@@ -1,7 +1,7 @@
 //! `/api/v1/databases`: register, list, read, edit, remove and test database connections of a
 //! space. Each handler parses, calls the [`crate::registry`] use case and shapes the answer.
 
-pub mod dto;
+mod dto;
 
 use axum::Json;
 use axum::extract::State;

@@ -25,8 +25,6 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_scalar::Servable;
 
-pub use databases::dto;
-
 use crate::auth::Verifier;
 use crate::error::ApiError;
 use crate::storage::Store;
@@ -63,9 +61,9 @@ pub struct AppState {
     pub store: Store,
     /// The Kubernetes API (readiness).
     pub kube: kube::Client,
-    /// Bearer-token verification.
+    /// Verifies the bearer tokens of requests.
     pub verifier: Arc<Verifier>,
-    /// Request limits.
+    /// Body size, request deadline and SQL limits.
     pub limits: Limits,
 }
 

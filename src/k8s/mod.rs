@@ -102,7 +102,7 @@ impl Cluster {
         self
     }
 
-    /// The namespace.
+    /// The namespace the service keeps its Database CRs, Secrets and DBHub instances in.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }

@@ -37,7 +37,7 @@ impl Session {
         let service = tokio::time::timeout(timeout, ().serve(transport))
             .await
             .map_err(|_| McpError::Unavailable("DBHub did not answer in time".into()))?
-            .map_err(|e| McpError::Unavailable(result::clean_transport(&e.to_string())))?;
+            .map_err(|e| McpError::Unavailable(result::init_failure(&e)))?;
         Ok(Self { service, timeout })
     }
 
@@ -46,7 +46,7 @@ impl Session {
         let list = tokio::time::timeout(self.timeout, self.service.list_tools(None))
             .await
             .map_err(|_| McpError::Timeout)?
-            .map_err(|e| McpError::Unavailable(result::clean_transport(&e.to_string())))?;
+            .map_err(|e| McpError::Unavailable(result::transport_failure(&e)))?;
         Ok(list.tools.into_iter().map(|t| t.name.to_string()).collect())
     }
 

@@ -156,89 +156,68 @@ pub fn service_error(tool: &str, e: &rmcp::service::ServiceError) -> McpError {
         }
         S::McpError(data) => McpError::Protocol(format!("JSON-RPC error {}", data.code.0)),
         S::Timeout { .. } => McpError::Timeout,
-        other => McpError::Unavailable(clean_transport(&other.to_string())),
+        other => McpError::Unavailable(transport_failure(other)),
     }
 }
 
-/// Transport errors can carry URLs; keep the message short and free of credentials.
-/// rmcp hands initialize/transport failures over as type-erased errors, so their rendered text
-/// (e.g. rmcp's `AuthRequired` → "Auth required") is all there is to classify.
-pub fn clean_transport(text: &str) -> String {
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("401") || lower.contains("unauthorized") || lower.contains("auth required") {
-        "DBHub refused the token".into()
-    } else if lower.contains("403") || lower.contains("forbidden") {
-        "DBHub refused the request (host not allowed)".into()
-    } else if lower.contains("connect") || lower.contains("refused") || lower.contains("dns") {
-        "DBHub is not reachable".into()
-    } else {
-        tracing::debug!(error = %text, "unclassified DBHub transport error");
-        "DBHub transport error".into()
+/// Why connecting (initialize) failed: a short, credential-free sentence.
+pub fn init_failure(e: &rmcp::service::ClientInitializeError) -> String {
+    use rmcp::service::ClientInitializeError as I;
+    match e {
+        // rmcp does not expose the transport error as the source: reach into it.
+        I::TransportError { error, .. } => transport_failure(error.error.as_ref()),
+        other => transport_failure(other),
     }
 }
 
-/// A DBHub or driver message made safe to show: URL credentials (`scheme://user:pass@`) are
-/// replaced, `password=…` values dropped, and the length capped.
+/// Why the transport failed, from the error's source chain (rmcp wraps the HTTP client's
+/// typed error): a short, credential-free sentence.
+pub fn transport_failure(e: &(dyn std::error::Error + 'static)) -> String {
+    use rmcp::transport::streamable_http_client::StreamableHttpError as H;
+    let mut source = Some(e);
+    while let Some(current) = source {
+        if let Some(t) = current.downcast_ref::<rmcp::transport::DynamicTransportError>() {
+            source = Some(t.error.as_ref());
+            continue;
+        }
+        if let Some(h) = current.downcast_ref::<H<reqwest::Error>>() {
+            return match h {
+                H::AuthRequired(_) | H::InsufficientScope(_) => "DBHub refused the token".into(),
+                H::Client(r) if r.is_connect() || r.is_timeout() => "DBHub is not reachable".into(),
+                H::Io(_) | H::UnexpectedEndOfStream | H::TransportChannelClosed => {
+                    "DBHub closed the connection".into()
+                }
+                H::HttpStatus(s) => format!("DBHub answered HTTP {}", s.status),
+                // rmcp folds other statuses into this text, as "HTTP <status>: <body>".
+                H::UnexpectedServerResponse(text) => match text.strip_prefix("HTTP 403") {
+                    Some(_) => "DBHub refused the request (host not allowed)".into(),
+                    None => "DBHub answered unexpectedly".into(),
+                },
+                _ => "DBHub answered unexpectedly".into(),
+            };
+        }
+        if let Some(r) = current.downcast_ref::<reqwest::Error>()
+            && (r.is_connect() || r.is_timeout())
+        {
+            return "DBHub is not reachable".into();
+        }
+        if current.downcast_ref::<std::io::Error>().is_some() {
+            return "DBHub is not reachable".into();
+        }
+        source = current.source();
+    }
+    tracing::debug!(error = %e, "unclassified DBHub transport error");
+    "DBHub transport error".into()
+}
+
+/// A DBHub or driver message made safe to show (the operator's rules; 2000 characters at most).
 pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                rest = &tail[at..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    let mut cleaned = String::with_capacity(out.len());
-    let mut words = out.split(' ').peekable();
-    while let Some(w) = words.next() {
-        let lower = w.to_ascii_lowercase();
-        let cut = ["password=", "pwd=", "password:"]
-            .iter()
-            .find_map(|k| lower.find(k).map(|p| p + k.len()));
-        match cut {
-            Some(p) => {
-                cleaned.push_str(&w[..p]);
-                cleaned.push_str("***");
-            }
-            None => cleaned.push_str(w),
-        }
-        if words.peek().is_some() {
-            cleaned.push(' ');
-        }
-    }
-    cleaned.chars().take(2000).collect()
+    dbhub_operator::redact::clean(text, &[], 2000)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_removes_url_credentials_and_password_values() {
-        assert_eq!(
-            redact("connect postgres://app:h0st%40le@db:5432/x failed"),
-            "connect postgres://***@db:5432/x failed"
-        );
-        assert_eq!(
-            redact("bad dsn 'mysql://u:p@ss:w/rd@h/db' and password=s3cret;x"),
-            "bad dsn 'mysql://***@h/db' and password=***"
-        );
-        assert_eq!(
-            redact("relation \"orders\" does not exist"),
-            "relation \"orders\" does not exist"
-        );
-        assert_eq!(redact("see http://host/path"), "see http://host/path");
-        assert_eq!(redact(&"x".repeat(5000)).len(), 2000);
-    }
 
     #[test]
     fn success_keeps_column_order_and_counts() {
@@ -283,15 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn transport_errors_are_summarised_without_urls() {
-        assert_eq!(
-            clean_transport("HTTP 401 Unauthorized from http://u:p@h/mcp"),
-            "DBHub refused the token"
-        );
-        assert_eq!(
-            clean_transport("error sending request: tcp connect error"),
-            "DBHub is not reachable"
-        );
+    fn an_unknown_tool_is_told_from_transport_trouble_by_its_code() {
         let unknown = rmcp::service::ServiceError::McpError(rmcp::ErrorData::invalid_params(
             "Tool execute_sql_x not found",
             None,

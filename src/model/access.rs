@@ -8,11 +8,11 @@ use super::Scope;
 pub enum Permission {
     /// List and read records; run read-only queries.
     Read,
-    /// Register databases.
+    /// Register databases and test connections before registering them.
     Create,
     /// Edit records; run queries that write.
     Update,
-    /// Remove records.
+    /// Remove records (with their Secrets, CRs and query history).
     Delete,
 }
 
@@ -32,7 +32,7 @@ impl Permission {
 pub enum Role {
     /// Everything (owns the space).
     Owner,
-    /// Everything.
+    /// Everything an owner may.
     Admin,
     /// Everything but delete.
     Member,
@@ -51,7 +51,7 @@ impl Role {
         }
     }
 
-    /// Lower-case name.
+    /// The name as Aether's graph and error messages spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Owner => "owner",

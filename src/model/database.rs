@@ -15,7 +15,7 @@ use super::forms::{empty_as_none, json_text, optional_time, time};
 pub struct Scope {
     /// Tenant of the space.
     pub tenant_id: String,
-    /// The space.
+    /// The space that owns the record.
     pub space_id: String,
 }
 
@@ -51,7 +51,7 @@ pub struct Database {
 pub struct Settings {
     /// Display name, unique in the space.
     pub name: String,
-    /// The engine.
+    /// The engine (fixed at registration: changing it means registering anew).
     #[serde(rename = "type")]
     pub engine: DatabaseType,
     /// Server host (empty for sqlite).
@@ -75,15 +75,12 @@ pub struct Settings {
     pub connection_timeout: u32,
     /// Seconds a query may run.
     pub query_timeout: u32,
-    /// Free text.
+    /// Free text shown to people and passed to DBHub as the source's description.
     pub description: String,
-    /// String labels.
+    /// String labels (stored as a JSON object in one property: Neo4j has no map properties).
     #[serde(with = "json_text")]
     pub labels: BTreeMap<String, String>,
 }
-
-/// Seconds between connection checks of API-registered databases.
-const HEALTH_CHECK_INTERVAL: i32 = 300;
 
 impl Settings {
     /// The Database CR's spec for these settings; `credentials` names the Secret (None for
@@ -101,7 +98,7 @@ impl Settings {
             ssl_mode: self.ssl_mode,
             readonly: Some(self.readonly),
             max_rows: Some(self.max_rows as i32),
-            health_check_interval: HEALTH_CHECK_INTERVAL,
+            health_check_interval: dbhub_operator::crd::defaults::health_check_interval(),
             description: Some(self.description.clone()).filter(|d| !d.is_empty()),
         }
     }

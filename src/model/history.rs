@@ -12,7 +12,7 @@ pub struct Execution {
     #[serde(skip_serializing)]
     #[schema(ignore)]
     pub tenant_id: String,
-    /// The space.
+    /// The space it ran in.
     #[serde(skip_serializing)]
     #[schema(ignore)]
     pub space_id: String,

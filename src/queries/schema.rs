@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use super::{Queries, hub_error};
 use crate::model::{Caller, Database, Error, FieldError, Result};
 
-/// A table.
+/// A table (or view) as DBHub lists it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Table {
-    /// Name.
+    /// Its name as the engine spells it.
     pub name: String,
     /// Schema (MySQL/MariaDB: the database).
     pub schema: String,
@@ -36,7 +36,7 @@ pub struct SchemaListing {
 /// The tables of the database.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TableList {
-    /// Tables.
+    /// The tables, in the order DBHub lists them.
     pub tables: Vec<Table>,
     /// Whether DBHub's limit (1000) may have cut the list.
     pub truncated: bool,
@@ -46,7 +46,7 @@ pub struct TableList {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[allow(non_snake_case)]
 pub struct Column {
-    /// Name.
+    /// Its name as the engine spells it.
     pub name: String,
     /// The engine's type name.
     #[serde(rename = "type")]
@@ -68,9 +68,9 @@ pub struct Column {
 /// A table's columns in their order.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ColumnList {
-    /// Table name.
+    /// The table asked for.
     pub table: String,
-    /// Its schema.
+    /// The schema it was found in.
     pub schema: String,
     /// Columns in table order.
     pub columns: Vec<Column>,
@@ -104,12 +104,58 @@ fn to_tables(results: &[Value]) -> Vec<Table> {
         .collect()
 }
 
+/// The primary-key columns of a table DBHub described with `detail_level: full` (from its
+/// index data).
+fn primary_keys(t: &Value) -> Vec<String> {
+    t.get("indexes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| i.get("primary").and_then(Value::as_bool) == Some(true))
+        .flat_map(|i| {
+            i.get("columns")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c.as_str().map(String::from))
+        .collect()
+}
+
+/// The columns of a table DBHub described, in table order, marked with their keys.
+fn to_columns(t: &Value, primary: &[String], foreign: &[String]) -> Vec<Column> {
+    t.get("columns")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let name = text(c, "name");
+            let default = c.get("default").and_then(|d| match d {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            });
+            let pk = primary.contains(&name);
+            Column {
+                isForeignKey: foreign.contains(&name),
+                data_type: text(c, "type"),
+                nullable: c.get("nullable").and_then(Value::as_bool).unwrap_or(true),
+                defaultValue: default.clone(),
+                default,
+                primary_key: pk,
+                isPrimaryKey: pk,
+                name,
+            }
+        })
+        .collect()
+}
+
 /// What to list with [`Queries::schema`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listing {
-    /// Schema names.
+    /// Schema names (`type=schema`).
     Schemas,
-    /// Tables.
+    /// The tables, in the order DBHub lists them.
     Tables,
 }
 
@@ -211,46 +257,8 @@ impl Queries {
             }
         };
         let schema = text(t, "schema");
-        let primary: Vec<String> = t
-            .get("indexes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|i| i.get("primary").and_then(Value::as_bool) == Some(true))
-            .flat_map(|i| {
-                i.get("columns")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|c| c.as_str().map(String::from))
-            .collect();
         let foreign = self.foreign_keys(caller, &db, &schema, table).await;
-        let columns = t
-            .get("columns")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                let name = text(c, "name");
-                let default = c.get("default").and_then(|d| match d {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
-                });
-                let pk = primary.contains(&name);
-                Column {
-                    isForeignKey: foreign.contains(&name),
-                    data_type: text(c, "type"),
-                    nullable: c.get("nullable").and_then(Value::as_bool).unwrap_or(true),
-                    defaultValue: default.clone(),
-                    default,
-                    primary_key: pk,
-                    isPrimaryKey: pk,
-                    name,
-                }
-            })
-            .collect();
+        let columns = to_columns(t, &primary_keys(t), &foreign);
         Ok(ColumnList {
             table: table.to_string(),
             schema,

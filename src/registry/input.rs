@@ -59,16 +59,16 @@ pub struct DatabaseInput {
 pub struct TestInput {
     /// `postgresql`, `mysql`, `mariadb`, `mssql` or `sqlite` (this API's ids work too).
     pub database_type: Option<String>,
-    /// Server host.
+    /// Server host name or IP address.
     pub host: Option<String>,
     /// Server port (a number or a string holding one).
     #[schema(value_type = Option<i64>)]
     pub port: Option<Value>,
-    /// Database name.
+    /// Database name (required for mysql and mariadb).
     pub database: Option<String>,
     /// SQLite file path.
     pub path: Option<String>,
-    /// User name.
+    /// User name to connect as.
     pub username: Option<String>,
     /// Password (write-only).
     #[schema(write_only)]
@@ -133,13 +133,6 @@ pub struct Valid {
 /// Validates `input` on its own (create) or over `base` (update: absent fields keep theirs).
 pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid, Vec<FieldError>> {
     let mut errs = Vec::new();
-    let text = |v: &Option<String>, old: Option<&String>| {
-        v.clone()
-            .or_else(|| old.cloned())
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
     let name = text(&input.name, base.map(|b| &b.name));
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         errs.push(FieldError::new(
@@ -147,6 +140,55 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
             "required, 1-100 characters, no control characters",
         ));
     }
+    let engine = engine(input, base, &mut errs);
+    let sqlite = engine == Some(DatabaseType::Sqlite);
+    let (host, port, database) = endpoint(input, base, engine, &mut errs);
+    let (username, password) = login(input, base, sqlite, &mut errs);
+    let ssl_mode = tls(input, base, engine, &mut errs);
+    let (max_rows, connection_timeout, query_timeout) = limits(input, base, &mut errs);
+    let (description, labels) = annotations(input, base, &mut errs);
+    let readonly = input
+        .readonly
+        .or(base.map(|b| b.readonly))
+        .unwrap_or_else(defaults::readonly);
+    let Some(engine) = engine.filter(|_| errs.is_empty()) else {
+        return Err(errs);
+    };
+    Ok(Valid {
+        settings: Settings {
+            name,
+            engine,
+            host,
+            port,
+            database,
+            username,
+            has_password: password.is_some() || base.is_some_and(|b| b.has_password),
+            ssl_mode: if sqlite { None } else { ssl_mode },
+            readonly,
+            max_rows,
+            connection_timeout,
+            query_timeout,
+            description,
+            labels,
+        },
+        password,
+    })
+}
+
+/// The given text, or the old value, trimmed.
+fn text(v: &Option<String>, old: Option<&String>) -> String {
+    v.clone()
+        .or_else(|| old.cloned())
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn engine(
+    input: &DatabaseInput,
+    base: Option<&Settings>,
+    errs: &mut Vec<FieldError>,
+) -> Option<DatabaseType> {
     let type_text = match (&input.db_type, base) {
         (Some(t), _) => t.trim().to_string(),
         (None, Some(b)) => b.engine.to_string(),
@@ -161,16 +203,35 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
             ),
         ));
     }
-    let sqlite = ty == Some(DatabaseType::Sqlite);
-    let host = if sqlite {
-        String::new()
-    } else {
-        text(&input.host, base.map(|b| &b.host))
-    };
-    if !sqlite
-        && (host.is_empty()
-            || host.len() > 253
-            || host.contains(|c: char| c.is_whitespace() || "/?#@".contains(c)))
+    ty
+}
+
+/// Host, port and database name (for sqlite: no host, port 0, the file path).
+fn endpoint(
+    input: &DatabaseInput,
+    base: Option<&Settings>,
+    ty: Option<DatabaseType>,
+    errs: &mut Vec<FieldError>,
+) -> (String, u16, String) {
+    if ty == Some(DatabaseType::Sqlite) {
+        let path = input
+            .path
+            .clone()
+            .or_else(|| input.database.clone())
+            .or_else(|| base.map(|b| b.database.clone()))
+            .unwrap_or_default();
+        if !path.starts_with('/') {
+            errs.push(FieldError::new(
+                "path",
+                "an absolute file path is required for sqlite",
+            ));
+        }
+        return (String::new(), 0, path);
+    }
+    let host = text(&input.host, base.map(|b| &b.host));
+    if host.is_empty()
+        || host.len() > 253
+        || host.contains(|c: char| c.is_whitespace() || "/?#@".contains(c))
     {
         errs.push(FieldError::new(
             "host",
@@ -188,51 +249,48 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
         Some(Value::String(s)) => s.trim().parse().ok().or(Some(-1)),
         Some(_) => Some(-1),
     };
-    if !sqlite && !port.is_some_and(|p| (1..=65535).contains(&p)) {
-        errs.push(FieldError::new("port", "must be a number from 1 to 65535"));
-    }
-    let database = if sqlite {
-        input
-            .path
-            .clone()
-            .or_else(|| input.database.clone())
-            .or_else(|| base.map(|b| b.database.clone()))
-            .unwrap_or_default()
-    } else {
-        text(&input.database, base.map(|b| &b.database))
+    let port = match port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) {
+        Some(p) => p,
+        None => {
+            errs.push(FieldError::new("port", "must be a number from 1 to 65535"));
+            0
+        }
     };
-    if sqlite && !database.starts_with('/') {
-        errs.push(FieldError::new(
-            "path",
-            "an absolute file path is required for sqlite",
-        ));
-    }
+    let database = text(&input.database, base.map(|b| &b.database));
     if matches!(ty, Some(DatabaseType::Mysql | DatabaseType::Mariadb)) && database.is_empty() {
         errs.push(FieldError::new(
             "database",
             "required for mysql and mariadb",
         ));
     }
-    if !sqlite && database.contains(['/', '?', '#']) {
+    if database.contains(['/', '?', '#']) {
         errs.push(FieldError::new(
             "database",
             "must not contain '/', '?' or '#'",
         ));
     }
-    let username = if sqlite {
-        String::new()
-    } else {
-        text(&input.username, base.map(|b| &b.username))
-    };
-    if !sqlite && (username.is_empty() || username.len() > 128) {
+    (host, port, database)
+}
+
+/// The user name and the password given in this request (sqlite has neither).
+fn login(
+    input: &DatabaseInput,
+    base: Option<&Settings>,
+    sqlite: bool,
+    errs: &mut Vec<FieldError>,
+) -> (String, Option<String>) {
+    if sqlite {
+        return (String::new(), None);
+    }
+    let username = text(&input.username, base.map(|b| &b.username));
+    if username.is_empty() || username.len() > 128 {
         errs.push(FieldError::new(
             "username",
             "required for network databases (at most 128 characters)",
         ));
     }
     let password = input.password.clone().filter(|p| !p.is_empty());
-    let had_password = base.is_some_and(|b| b.has_password);
-    if !sqlite && password.is_none() && !had_password {
+    if password.is_none() && !base.is_some_and(|b| b.has_password) {
         errs.push(FieldError::new(
             "password",
             "required for network databases",
@@ -241,6 +299,15 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
     if password.as_ref().is_some_and(|p| p.len() > 1024) {
         errs.push(FieldError::new("password", "at most 1024 bytes"));
     }
+    (username, password)
+}
+
+fn tls(
+    input: &DatabaseInput,
+    base: Option<&Settings>,
+    ty: Option<DatabaseType>,
+    errs: &mut Vec<FieldError>,
+) -> Option<SslMode> {
     let ssl = match (&input.ssl_mode, base) {
         (Some(t), _) if t.trim().is_empty() => None,
         (Some(t), _) => {
@@ -264,12 +331,16 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
             "verify-ca and verify-full are supported for postgres only",
         ));
     }
-    let number = |field: &str,
-                  v: Option<i64>,
-                  old: Option<u32>,
-                  default: i32,
-                  max: u32,
-                  errs: &mut Vec<FieldError>| {
+    ssl
+}
+
+/// Row limit, connection timeout and query timeout.
+fn limits(
+    input: &DatabaseInput,
+    base: Option<&Settings>,
+    errs: &mut Vec<FieldError>,
+) -> (u32, u32, u32) {
+    let mut number = |field: &str, v: Option<i64>, old: Option<u32>, default: i32, max: u32| {
         let n = v.or(old.map(i64::from)).unwrap_or(i64::from(default));
         if !(1..=i64::from(max)).contains(&n) {
             errs.push(FieldError::new(
@@ -279,30 +350,37 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
         }
         n.clamp(1, i64::from(max)) as u32
     };
-    let max_rows = number(
-        "max_rows",
-        input.max_rows,
-        base.map(|b| b.max_rows),
-        defaults::max_rows(),
-        100_000,
-        &mut errs,
-    );
-    let connection_timeout = number(
-        "connection_timeout",
-        input.connection_timeout,
-        base.map(|b| b.connection_timeout),
-        defaults::connection_timeout(),
-        300,
-        &mut errs,
-    );
-    let query_timeout = number(
-        "query_timeout",
-        input.query_timeout,
-        base.map(|b| b.query_timeout),
-        defaults::query_timeout(),
-        3600,
-        &mut errs,
-    );
+    (
+        number(
+            "max_rows",
+            input.max_rows,
+            base.map(|b| b.max_rows),
+            defaults::max_rows(),
+            100_000,
+        ),
+        number(
+            "connection_timeout",
+            input.connection_timeout,
+            base.map(|b| b.connection_timeout),
+            defaults::connection_timeout(),
+            300,
+        ),
+        number(
+            "query_timeout",
+            input.query_timeout,
+            base.map(|b| b.query_timeout),
+            defaults::query_timeout(),
+            3600,
+        ),
+    )
+}
+
+/// Description and labels.
+fn annotations(
+    input: &DatabaseInput,
+    base: Option<&Settings>,
+    errs: &mut Vec<FieldError>,
+) -> (String, BTreeMap<String, String>) {
     let description = input
         .description
         .clone()
@@ -326,34 +404,5 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
             "at most 32 labels; keys 1-63 characters, values at most 253",
         ));
     }
-    let readonly = input
-        .readonly
-        .or(base.map(|b| b.readonly))
-        .unwrap_or_else(defaults::readonly);
-    let Some(engine) = ty.filter(|_| errs.is_empty()) else {
-        return Err(errs);
-    };
-    Ok(Valid {
-        settings: Settings {
-            name,
-            engine,
-            host,
-            port: if sqlite {
-                0
-            } else {
-                port.unwrap_or_default() as u16
-            },
-            database,
-            username,
-            has_password: password.is_some() || had_password,
-            ssl_mode: if sqlite { None } else { ssl },
-            readonly,
-            max_rows,
-            connection_timeout,
-            query_timeout,
-            description,
-            labels,
-        },
-        password,
-    })
+    (description, labels)
 }

@@ -27,7 +27,7 @@ const LIST: &str = "MATCH (q:QueryExecution {tenant_id: $tenant_id, space_id: $s
 pub struct Cursor {
     /// `executed_ns` of the last run seen.
     pub executed_ns: i64,
-    /// Its id.
+    /// Its id (breaks ties between runs of the same nanosecond).
     pub id: String,
 }
 

@@ -13,7 +13,8 @@ pub struct Migration {
     pub version: i64,
     /// Name (after `__`).
     pub name: &'static str,
-    /// The Cypher text; statements separated by `;` at line ends.
+    /// The Cypher text: statements separated by `;` (so none may contain one), `//` comment
+    /// lines ignored.
     pub text: &'static str,
 }
 

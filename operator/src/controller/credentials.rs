@@ -21,9 +21,9 @@ pub enum CredentialsError {
         "Secret {namespace}/{name} does not allow namespace {from} (annotation {ALLOWED_NAMESPACES})"
     )]
     NotPermitted {
-        /// Secret namespace.
+        /// Namespace of the Secret.
         namespace: String,
-        /// Secret name.
+        /// Name of the Secret.
         name: String,
         /// The Database's namespace.
         from: String,
@@ -31,17 +31,17 @@ pub enum CredentialsError {
     /// No such Secret.
     #[error("Secret {namespace}/{name} not found")]
     SecretNotFound {
-        /// Secret namespace.
+        /// Namespace of the Secret.
         namespace: String,
-        /// Secret name.
+        /// Name of the Secret.
         name: String,
     },
     /// The Secret lacks a key (or it is not UTF-8).
     #[error("Secret {namespace}/{name} has no usable key {key:?}")]
     KeyMissing {
-        /// Secret namespace.
+        /// Namespace of the Secret.
         namespace: String,
-        /// Secret name.
+        /// Name of the Secret.
         name: String,
         /// The missing key.
         key: String,

@@ -31,6 +31,8 @@ pub struct Context {
     recorder: Recorder,
     /// Consecutive failed checks per Database (namespace/name), for Degraded backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The controller's cache of Databases (to forget failures of deleted ones).
+    known: reflector::Store<Database>,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -54,6 +56,7 @@ pub async fn run(
         client: client.clone(),
         recorder: super::recorder(client),
         failures: Default::default(),
+        known: reader.clone(),
     });
     Controller::for_stream(trigger, reader)
         // Metadata only: the operator never caches Secret data.
@@ -116,6 +119,14 @@ async fn reconcile_once(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> 
                 0
             }
             Outcome::Failed { .. } => {
+                // Entries of Databases deleted while failing would stay forever otherwise.
+                if map.len() >= ctx.known.state().len() {
+                    map.retain(|k, _| {
+                        k.split_once('/').is_some_and(|(ns, name)| {
+                            ctx.known.get(&ObjectRef::new(name).within(ns)).is_some()
+                        })
+                    });
+                }
                 let n = map.entry(key.clone()).or_default();
                 *n += 1;
                 *n

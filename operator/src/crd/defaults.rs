@@ -25,7 +25,7 @@ pub fn password_key() -> String {
     "password".into()
 }
 
-/// DBHub replicas.
+/// DBHub pods per instance unless the spec says otherwise.
 pub fn replicas() -> i32 {
     1
 }

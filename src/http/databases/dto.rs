@@ -11,7 +11,7 @@ use crate::registry::CheckOutcome;
 /// A registered database. Never a password, DSN or token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DatabaseRecord {
-    /// Record id.
+    /// Record id (a UUID).
     pub id: String,
     /// Display name, unique in the space.
     pub name: String,
@@ -24,7 +24,7 @@ pub struct DatabaseRecord {
     pub port: i64,
     /// Database name, or the sqlite file path.
     pub database: String,
-    /// User name.
+    /// User name the service connects as.
     pub username: String,
     /// Whether a password is stored (in a Kubernetes Secret).
     pub has_password: bool,
@@ -38,9 +38,9 @@ pub struct DatabaseRecord {
     pub connection_timeout: i64,
     /// Seconds a query may run.
     pub query_timeout: i64,
-    /// Free text.
+    /// Free text shown to people.
     pub description: String,
-    /// String labels.
+    /// String labels set by the user.
     pub labels: BTreeMap<String, String>,
     /// `Pending` (not checked yet), `Connected`, `Degraded` or `Failed`.
     pub status: String,
@@ -94,13 +94,13 @@ impl From<Database> for DatabaseRecord {
 /// `{databases, total, page, page_size}`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatabaseList {
-    /// This page.
+    /// The records on this page, newest first.
     pub databases: Vec<DatabaseRecord>,
     /// All records in the space.
     pub total: i64,
-    /// 1-based page.
+    /// The page number, from 1.
     pub page: i64,
-    /// Page size.
+    /// Records per page.
     pub page_size: i64,
 }
 
