@@ -71,7 +71,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(life.clone().stop_on_signal());
     let controllers = crate::leader::spawn(
         kube,
-        args.kube.scope(),
+        args.kube.reconcilers(&args.policy),
         args.kube.namespace.clone(),
         args.leader.clone(),
         life.clone(),
@@ -123,8 +123,10 @@ pub struct Wiring {
     pub dbhub_endpoint: Option<String>,
     /// Base timeout of DBHub calls.
     pub dbhub_timeout: Duration,
-    /// Where database hosts may point.
-    pub guard: crate::hostguard::HostGuard,
+    /// Where database connections may go.
+    pub policy: dbhub_operator::policy::ConnectionPolicy,
+    /// Connection tests one user may start per minute.
+    pub test_rate_limit: u32,
     /// Body size, request deadline and SQL limits.
     pub limits: Limits,
     /// The Aether graph (records, history, space resolution).
@@ -139,7 +141,12 @@ pub fn wire(w: Wiring) -> AppState {
         .with_default_policy(w.default_policy.0, w.default_policy.1);
     let directory = crate::k8s::directory::Directory::new(cluster.clone(), w.dbhub_endpoint);
     let hubs = Arc::new(crate::mcp::hub::Hubs::new(directory, w.dbhub_timeout));
-    let registry = Arc::new(Registry::new(w.store.clone(), cluster, Arc::new(w.guard)));
+    let registry = Arc::new(Registry::new(
+        w.store.clone(),
+        cluster,
+        w.policy,
+        w.test_rate_limit,
+    ));
     let queries = Arc::new(Queries::new(
         w.store.clone(),
         registry.clone(),
@@ -169,10 +176,8 @@ fn app_state(
         default_policy: (args.dbhub.default_readonly, args.dbhub.default_max_rows),
         dbhub_endpoint: Some(args.dbhub.endpoint.clone()),
         dbhub_timeout: args.dbhub.timeout,
-        guard: crate::hostguard::HostGuard::new(
-            args.host_allow_cidrs.0.clone(),
-            args.host_deny_cidrs.0.clone(),
-        ),
+        policy: args.policy.policy(),
+        test_rate_limit: args.test_rate_limit,
         limits: Limits {
             sql: args.limits.sql(),
             max_body_bytes: args.limits.max_body_bytes as usize,
@@ -228,7 +233,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let life = Lifecycle::new();
     tokio::spawn(life.clone().stop_on_signal());
-    tracing::info!(scope = ?args.kube.scope(), "reconcilers starting");
+    tracing::info!(scope = ?args.kube.reconcilers(&args.policy).scope, "reconcilers starting");
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
     let probes = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
@@ -247,7 +252,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     });
     crate::leader::spawn(
         kube,
-        args.kube.scope(),
+        args.kube.reconcilers(&args.policy),
         args.kube.namespace.clone(),
         args.leader.clone(),
         life.clone(),

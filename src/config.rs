@@ -70,15 +70,15 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub auth: AuthArgs,
 
-    /// CIDRs user-supplied database hosts may resolve into even when otherwise refused
-    /// (loopback, link-local, deny list), comma-separated. E.g. 127.0.0.0/8 for local work.
-    #[arg(long, env = "AETHER_DBHUB_HOST_ALLOW_CIDRS", default_value = "", value_parser = parse_cidrs)]
-    pub host_allow_cidrs: CidrList,
+    /// Where database connections may go.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
-    /// CIDRs user-supplied database hosts must not resolve into (besides loopback, link-local,
-    /// unspecified and multicast, which are always refused), comma-separated.
-    #[arg(long, env = "AETHER_DBHUB_HOST_DENY_CIDRS", default_value = "", value_parser = parse_cidrs)]
-    pub host_deny_cidrs: CidrList,
+    /// Connection tests (`POST /databases/test`, `POST /databases/{id}/test`) one user may
+    /// start per minute (429 with Retry-After beyond): each one opens a connection to a host
+    /// the user names.
+    #[arg(long, env = "AETHER_DBHUB_TEST_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub test_rate_limit: u32,
 
     /// DBHub instance layout: per-space (one DBHubInstance per Aether space) or shared (one for all).
     #[arg(long, env = "AETHER_DBHUB_INSTANCE_MODE", value_enum, default_value_t = InstanceMode::PerSpace)]
@@ -173,12 +173,52 @@ pub enum InstanceMode {
     Shared,
 }
 
+/// Where database connections may go: the API checks it when a connection is registered or
+/// tested, the Database reconciler before every check, and the DBHub pods' NetworkPolicy
+/// denies the refused ranges.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// CIDRs database hosts may resolve into even when otherwise refused (loopback,
+    /// link-local, metadata, deny list), comma-separated. E.g. 127.0.0.0/8 for local work.
+    #[arg(long, env = "AETHER_DBHUB_HOST_ALLOW_CIDRS", default_value = "", value_parser = parse_cidrs)]
+    pub host_allow_cidrs: CidrList,
+
+    /// CIDRs database hosts must not resolve into (besides loopback, link-local, cloud
+    /// metadata, unspecified, multicast and reserved addresses, always refused), comma-separated.
+    #[arg(long, env = "AETHER_DBHUB_HOST_DENY_CIDRS", default_value = "", value_parser = parse_cidrs)]
+    pub host_deny_cidrs: CidrList,
+
+    /// Directories SQLite files may be in, comma-separated (on the pods that open them). Empty:
+    /// SQLite databases are refused.
+    #[arg(long, env = "AETHER_DBHUB_SQLITE_ALLOWED_DIRS", default_value = "")]
+    pub sqlite_allowed_dirs: String,
+}
+
+impl PolicyArgs {
+    /// The policy these settings describe.
+    pub fn policy(&self) -> dbhub_operator::policy::ConnectionPolicy {
+        dbhub_operator::policy::ConnectionPolicy {
+            hosts: dbhub_operator::policy::HostPolicy::new(
+                self.host_allow_cidrs.0.clone(),
+                self.host_deny_cidrs.0.clone(),
+            ),
+            sqlite_dirs: self
+                .sqlite_allowed_dirs
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(std::path::PathBuf::from)
+                .collect(),
+        }
+    }
+}
+
 /// A parsed CIDR list (a newtype so clap treats it as one value).
 #[derive(Debug, Clone, Default)]
-pub struct CidrList(pub Vec<crate::hostguard::Cidr>);
+pub struct CidrList(pub Vec<dbhub_operator::policy::Cidr>);
 
 fn parse_cidrs(s: &str) -> Result<CidrList, String> {
-    crate::hostguard::parse_list(s).map(CidrList)
+    dbhub_operator::policy::parse_list(s).map(CidrList)
 }
 
 /// How bearer tokens are verified. Exactly one key source must be set.
@@ -229,6 +269,10 @@ pub struct OperatorArgs {
     /// Leader election among several replicas.
     #[command(flatten)]
     pub leader: LeaderArgs,
+
+    /// Where database connections may go.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// Leader election: with several replicas, only the holder of a Lease reconciles.
@@ -337,11 +381,14 @@ pub struct KubeArgs {
 }
 
 impl KubeArgs {
-    /// The reconcilers' scope.
-    pub fn scope(&self) -> dbhub_operator::controller::Scope {
+    /// The reconcilers' configuration: their scope and the connection policy.
+    pub fn reconcilers(&self, policy: &PolicyArgs) -> dbhub_operator::controller::Config {
         let ns = self.watch_namespace.trim();
-        dbhub_operator::controller::Scope {
-            namespace: (!ns.is_empty()).then(|| ns.to_string()),
+        dbhub_operator::controller::Config {
+            scope: dbhub_operator::controller::Scope {
+                namespace: (!ns.is_empty()).then(|| ns.to_string()),
+            },
+            policy: policy.policy(),
         }
     }
 }

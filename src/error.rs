@@ -89,14 +89,6 @@ pub enum ApiError {
     /// No valid credentials.
     #[error("{0}")]
     Unauthorized(String),
-    /// Too many requests of one kind from one caller (`Retry-After` seconds).
-    #[error("{message}")]
-    TooManyRequests {
-        /// Why, for people.
-        message: String,
-        /// Seconds until a retry can succeed.
-        retry_after: u64,
-    },
     /// The request outlived its deadline.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -137,6 +129,11 @@ impl ApiError {
                     (S::BAD_GATEWAY, "EXTERNAL_SERVICE_ERROR", "Upstream error")
                 }
                 Domain::Timeout(_) => (S::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT", "Upstream timeout"),
+                Domain::RateLimited { .. } => (
+                    S::TOO_MANY_REQUESTS,
+                    "RATE_LIMIT_EXCEEDED",
+                    "Too many requests",
+                ),
                 Domain::Internal(_) => (
                     S::INTERNAL_SERVER_ERROR,
                     "INTERNAL_ERROR",
@@ -165,11 +162,6 @@ impl ApiError {
                 (S::BAD_REQUEST, "VALIDATION_ERROR", "Space context required")
             }
             Self::Unauthorized(_) => (S::UNAUTHORIZED, "UNAUTHORIZED", "Unauthorized"),
-            Self::TooManyRequests { .. } => (
-                S::TOO_MANY_REQUESTS,
-                "RATE_LIMIT_EXCEEDED",
-                "Too many requests",
-            ),
             Self::DeadlineExceeded(_) => (S::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT", "Request timeout"),
             Self::Panicked => (
                 S::INTERNAL_SERVER_ERROR,
@@ -231,7 +223,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Domain(Domain::Unavailable(_)) => Some(RETRY_AFTER_SECS),
-            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            Self::Domain(Domain::RateLimited { retry_after, .. }) => Some(*retry_after),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 //! Losing the Lease stops the reconcilers at once; shutting down releases it so another
 //! replica takes over without waiting for it to expire.
 
-use dbhub_operator::controller::{Scope, run_all};
+use dbhub_operator::controller::{Config, run_all};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio_util::sync::CancellationToken;
 
@@ -14,26 +14,26 @@ use crate::lifecycle::Lifecycle;
 /// manager) stop on their own, the process fails, so nothing keeps running half-alive.
 pub fn spawn(
     kube: kube::Client,
-    scope: Scope,
+    config: Config,
     namespace: String,
     leader: LeaderArgs,
     life: Lifecycle,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if !leader.enabled {
-            reconcile(kube, scope, life.token().clone()).await;
+            reconcile(kube, config, life.token().clone()).await;
             if !life.is_stopping() {
                 life.fail("the reconcilers stopped unexpectedly");
             }
             return;
         }
-        lead_then_reconcile(kube, scope, &namespace, &leader, life).await;
+        lead_then_reconcile(kube, config, &namespace, &leader, life).await;
     })
 }
 
-async fn reconcile(kube: kube::Client, scope: Scope, stop: CancellationToken) {
+async fn reconcile(kube: kube::Client, config: Config, stop: CancellationToken) {
     dbhub_operator::metrics::set_leader(true);
-    run_all(kube, scope, stop.cancelled_owned()).await;
+    run_all(kube, config, stop.cancelled_owned()).await;
     dbhub_operator::metrics::set_leader(false);
 }
 
@@ -55,7 +55,7 @@ pub fn identity(configured: &str) -> String {
 
 async fn lead_then_reconcile(
     kube: kube::Client,
-    scope: Scope,
+    config: Config,
     namespace: &str,
     leader: &LeaderArgs,
     life: Lifecycle,
@@ -94,7 +94,7 @@ async fn lead_then_reconcile(
         }
         tracing::info!(identity = %me, lease = %leader.lease, "acquired the leader lease; reconciling");
         let stop = shutdown.child_token();
-        let mut running = tokio::spawn(reconcile(kube.clone(), scope.clone(), stop.clone()));
+        let mut running = tokio::spawn(reconcile(kube.clone(), config.clone(), stop.clone()));
         tokio::select! {
             () = shutdown.cancelled() => {
                 stop.cancel();

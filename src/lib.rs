@@ -7,7 +7,6 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
-pub mod hostguard;
 pub mod http;
 pub mod k8s;
 pub mod leader;

@@ -818,7 +818,7 @@ async fn api_saved_test_rechecks_now_and_updates_the_record() {
 async fn api_host_guard_refuses_internal_and_unknown_hosts_alike() {
     let ns = TestNamespace::new("apiguard").await;
     crate::support::crds::ensure_installed().await;
-    let server = api::serve_with_guard(&ns.name, ns.client.clone(), Default::default()).await;
+    let server = api::serve_with_policy(&ns.name, ns.client.clone(), Default::default()).await;
     let graph = api::graph();
     let p = person(&graph).await;
     let call = personal(&server, &p);

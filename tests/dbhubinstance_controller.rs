@@ -106,7 +106,8 @@ async fn wait_config(
     panic!("{inst}-config never satisfied the condition; last:\n{last:?}");
 }
 
-fn source_ids(cfg: &toml::Value) -> BTreeSet<String> {
+/// Every source id in the configuration.
+fn all_source_ids(cfg: &toml::Value) -> BTreeSet<String> {
     cfg.get("sources")
         .and_then(|s| s.as_array())
         .map(|a| {
@@ -115,6 +116,15 @@ fn source_ids(cfg: &toml::Value) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The read-only sources: one per Database in the configuration (writable Databases add a
+/// `<id>_write` source beside theirs).
+fn source_ids(cfg: &toml::Value) -> BTreeSet<String> {
+    all_source_ids(cfg)
+        .into_iter()
+        .filter(|id| !id.ends_with("_write"))
+        .collect()
 }
 
 fn ids(list: &[&str]) -> BTreeSet<String> {
@@ -150,6 +160,12 @@ async fn instance_selects_by_labels_names_both_and_nothing() {
     for (name, _, want) in &cases {
         let cfg = wait_config(&ns, name, |c| &source_ids(c) == want).await;
         assert_eq!(&source_ids(&cfg), want, "{name}");
+        // maria is writable: a second, writable source beside its read-only one.
+        assert_eq!(
+            all_source_ids(&cfg).contains("maria_write"),
+            want.contains("maria"),
+            "{name}"
+        );
         // Status is written after every object is applied.
         wait_status(&ns, name, |st| {
             st.connected_databases
@@ -303,7 +319,7 @@ async fn instance_objects_start_a_working_dbhub() {
         json!({"defaultPolicy": {"readonly": true, "maxRows": 100}}),
     )
     .await;
-    wait_config(&ns, "hub", |c| source_ids(c).len() == 3).await;
+    wait_config(&ns, "hub", |c| all_source_ids(c).len() == 4).await;
     let view = pod_view(&ns, "hub").await;
     assert_eq!(&view.args[..2], ["--transport", "http"]);
     let hub = run_pod(&view).await;
@@ -355,7 +371,56 @@ async fn instance_objects_start_a_working_dbhub() {
     assert_eq!(refused.is_error, Some(true));
     let text = &refused.content[0].as_text().unwrap().text;
     assert!(text.contains("READONLY_VIOLATION"), "{text}");
+
+    // maria is writable: its read-only source still refuses writes, its writable source runs them.
+    assert!(tools.contains("execute_sql_maria_write") && !tools.contains("execute_sql_pg_write"));
+    assert!(!tools.contains("search_objects_maria_write"), "{tools:?}");
+    let table = crate::support::unique("w").replace('-', "_");
+    let refused = call(
+        &client,
+        "execute_sql_maria",
+        &format!("CREATE TABLE {table} (a int)"),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    let made = call(
+        &client,
+        "execute_sql_maria_write",
+        &format!("CREATE TABLE {table} (a int)"),
+    )
+    .await;
+    assert_ne!(made.is_error, Some(true), "{made:?}");
+    let dropped = call(
+        &client,
+        "execute_sql_maria_write",
+        &format!("DROP TABLE {table}"),
+    )
+    .await;
+    assert_ne!(dropped.is_error, Some(true), "{dropped:?}");
     let _ = client.cancel().await;
+
+    // The NetworkPolicy fences the pods: ingress only from the service's pods on DBHub's port,
+    // egress to anything but cloud metadata.
+    let np = ns
+        .api::<k8s_openapi::api::networking::v1::NetworkPolicy>()
+        .get("hub")
+        .await
+        .expect("the instance's NetworkPolicy");
+    let spec = serde_json::to_value(np.spec.unwrap()).unwrap();
+    assert_eq!(
+        spec["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "hub"
+    );
+    assert_eq!(
+        spec["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "aether-dbhub"
+    );
+    assert_eq!(spec["ingress"][0]["ports"][0]["port"], 8080);
+    let except = spec["egress"][0]["to"].to_string();
+    assert!(
+        except.contains("169.254.0.0/16") && except.contains("fd00:ec2::254/128"),
+        "{except}"
+    );
 
     let http = reqwest::Client::new();
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
@@ -474,7 +539,7 @@ async fn instance_follows_database_changes() {
         .unwrap();
     wait_config(&ns, "prod", |c| source_ids(c) == ids(&["maria", "pg"])).await;
 
-    // readonly flipped → tool policy follows.
+    // readonly flipped → a writable source appears beside the read-only one.
     dbs.patch(
         "pg",
         &PatchParams::default(),
@@ -482,7 +547,12 @@ async fn instance_follows_database_changes() {
     )
     .await
     .unwrap();
-    wait_config(&ns, "prod", |c| exec_readonly(c, "pg") == Some(false)).await;
+    let cfg = wait_config(&ns, "prod", |c| exec_readonly(c, "pg_write") == Some(false)).await;
+    assert_eq!(
+        exec_readonly(&cfg, "pg"),
+        Some(true),
+        "reads stay read-only"
+    );
 
     // A Failed Database is left out and named.
     secret(&ns.api(), "wrong", stack().get("STACK_DB_USER"), "wrong").await;

@@ -80,8 +80,11 @@ async fn rbac_shipped_role_is_enough_for_api_and_reconcilers_and_no_more() {
 
     // Reconcilers and API as the ServiceAccount.
     let stop = aether_dbhub::lifecycle::Lifecycle::new();
-    let scope = Scope {
-        namespace: Some(ns.name.clone()),
+    let config = dbhub_operator::controller::Config {
+        scope: Scope {
+            namespace: Some(ns.name.clone()),
+        },
+        policy: crate::support::test_policy(),
     };
     // Under leader election, as in a multi-replica install: the Lease is RBAC-checked too.
     let leader = aether_dbhub::config::LeaderArgs {
@@ -92,7 +95,7 @@ async fn rbac_shipped_role_is_enough_for_api_and_reconcilers_and_no_more() {
         identity: String::new(),
     };
     let reconcilers =
-        aether_dbhub::leader::spawn(sa.clone(), scope, ns.name.clone(), leader, stop.clone());
+        aether_dbhub::leader::spawn(sa.clone(), config, ns.name.clone(), leader, stop.clone());
     let server = api::serve(&ns.name, sa.clone()).await;
     let graph = api::graph();
     let owner = person(&graph).await;

@@ -7,6 +7,18 @@ use std::time::{Duration, Instant};
 use crate::support::dbhub::free_port;
 use crate::support::{stack, unique};
 
+/// The tests' connection policy for a spawned process: the stack's databases on loopback,
+/// SQLite files in the temp directory.
+fn policy_env() -> [(&'static str, String); 2] {
+    [
+        ("AETHER_DBHUB_HOST_ALLOW_CIDRS", "127.0.0.0/8".into()),
+        (
+            "AETHER_DBHUB_SQLITE_ALLOWED_DIRS",
+            std::env::temp_dir().display().to_string(),
+        ),
+    ]
+}
+
 struct Server {
     child: tokio::process::Child,
     base: String,
@@ -40,6 +52,7 @@ impl Server {
             .env("AETHER_DBHUB_JWT_ISSUERS", crate::support::api::ISSUER)
             .env("AETHER_DBHUB_JWT_HS256_SECRET", crate::support::api::SECRET)
             .env("KUBECONFIG", stack().get("KUBECONFIG"))
+            .envs(policy_env())
             // Its reconcilers watch a namespace of their own, away from other tests' objects.
             .env("AETHER_DBHUB_WATCH_NAMESPACE", unique("serve-scope"))
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
@@ -229,6 +242,7 @@ async fn operator_subcommand_reconciles_alone_and_stops_on_sigterm() {
             &format!("127.0.0.1:{metrics_port}"),
         ])
         .env("KUBECONFIG", stack().get("KUBECONFIG"))
+        .envs(policy_env())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -424,6 +438,7 @@ async fn run_to_exit(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
         .args(args)
         .env("KUBECONFIG", stack().get("KUBECONFIG"))
+        .envs(policy_env())
         .env("AETHER_DBHUB_JWT_ISSUERS", crate::support::api::ISSUER)
         .env("AETHER_DBHUB_JWT_HS256_SECRET", crate::support::api::SECRET)
         .env("AETHER_DBHUB_WATCH_NAMESPACE", unique("exit-scope"))

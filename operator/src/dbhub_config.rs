@@ -1,6 +1,11 @@
 //! DBHub's configuration for one instance, as pure functions: which Databases a selector
 //! picks, their source ids, the policy each gets, and the TOML (rendered with the `toml` crate,
 //! DSNs as `${DBHUB_DSN_<ID>}` placeholders that DBHub expands from its environment).
+//!
+//! Every Database gets a read-only source (`execute_sql` with `readonly = true`, so DBHub runs
+//! each call in the engine's read-only transaction, plus `search_objects`); a writable one gets
+//! a second, writable source (`<id>_write`, `execute_sql` only). Reads therefore never reach a
+//! writable connection: a write disguised as a read fails inside the database.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,15 +14,20 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::{DBHubInstanceSpec, Database, DatabaseType};
 
-/// One Database as it goes into the configuration.
+/// One Database as it goes into the configuration. Both source ids are allocated whether or
+/// not the Database is writable, so a change of policy never renumbers another's ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The Database's name.
     pub name: String,
-    /// DBHub source id (`[a-z0-9_]`, unique within the instance).
+    /// Id of its read-only source (`[a-z0-9_]`, unique within the instance).
     pub id: String,
-    /// Environment variable holding the DSN.
+    /// Environment variable holding the read-only source's DSN.
     pub env: String,
+    /// Id of its writable source (present in the configuration only when it is writable).
+    pub write_id: String,
+    /// Environment variable holding the writable source's DSN.
+    pub write_env: String,
 }
 
 /// Whether `db` matches the instance's selector (labels AND names; absent = everything).
@@ -60,20 +70,29 @@ pub fn entries<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Entry> {
             if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
                 base.insert_str(0, "db_");
             }
-            let mut id = base.clone();
-            let mut n = 2;
-            while !taken.insert(id.clone()) {
-                id = format!("{base}_{n}");
-                n += 1;
-            }
-            let env = format!("DBHUB_DSN_{}", id.to_ascii_uppercase());
+            let id = unique(&mut taken, &base);
+            let write_id = unique(&mut taken, &format!("{id}_write"));
+            let env_of = |id: &str| format!("DBHUB_DSN_{}", id.to_ascii_uppercase());
             Entry {
                 name: name.to_string(),
+                env: env_of(&id),
+                write_env: env_of(&write_id),
                 id,
-                env,
+                write_id,
             }
         })
         .collect()
+}
+
+/// `base`, or `base_2`, `base_3`, … — the first not taken yet (then taken).
+fn unique(taken: &mut BTreeSet<String>, base: &str) -> String {
+    let mut id = base.to_string();
+    let mut n = 2;
+    while !taken.insert(id.clone()) {
+        id = format!("{base}_{n}");
+        n += 1;
+    }
+    id
 }
 
 #[derive(Serialize)]
@@ -125,19 +144,20 @@ pub fn render(
     for (db, e) in dbs {
         let (readonly, max_rows) = policy(spec, db);
         let sqlite = db.spec.db_type == DatabaseType::Sqlite;
-        doc.sources.push(Source {
-            id: &e.id,
-            dsn: format!("${{{}}}", e.env),
+        let source = |id, env: &str| Source {
+            id,
+            dsn: format!("${{{env}}}"),
             // Without lazy, one unreachable database keeps DBHub from starting at all.
             lazy: true,
             description: db.spec.description.as_deref(),
             connection_timeout: db.spec.connection_timeout.into(),
             query_timeout: (!sqlite).then_some(db.spec.query_timeout.into()),
-        });
+        };
+        doc.sources.push(source(&e.id, &e.env));
         doc.tools.push(Tool {
             name: "execute_sql",
             source: &e.id,
-            readonly: Some(readonly),
+            readonly: Some(true),
             max_rows: Some(max_rows.into()),
         });
         // A source with any [[tools]] gets only those: list search_objects too.
@@ -147,6 +167,15 @@ pub fn render(
             readonly: None,
             max_rows: None,
         });
+        if !readonly {
+            doc.sources.push(source(&e.write_id, &e.write_env));
+            doc.tools.push(Tool {
+                name: "execute_sql",
+                source: &e.write_id,
+                readonly: Some(false),
+                max_rows: Some(max_rows.into()),
+            });
+        }
     }
     toml::to_string(&doc)
 }

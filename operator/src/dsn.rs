@@ -50,6 +50,32 @@ impl Credentials {
     }
 }
 
+/// The logins of a Database: the main one, and optionally a read-only one for DBHub's
+/// read-only source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logins {
+    /// The login every write (and, without a read-only login, every read) uses.
+    pub main: Credentials,
+    /// A login the database itself keeps read-only (only SELECT granted).
+    pub readonly: Option<Credentials>,
+}
+
+impl Logins {
+    /// The login reads use: the read-only one when there is one.
+    pub fn for_reads(&self) -> &Credentials {
+        self.readonly.as_ref().unwrap_or(&self.main)
+    }
+
+    /// Every string that must never appear in a message (passwords, raw and encoded).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = self.main.secrets();
+        if let Some(r) = &self.readonly {
+            out.extend(r.secrets());
+        }
+        out
+    }
+}
+
 /// A connection string holding a password. `Debug`/`Display` never show it; call
 /// [`Dsn::expose`] only where it is written to a Secret.
 #[derive(Clone, PartialEq, Eq)]

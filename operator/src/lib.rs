@@ -7,5 +7,6 @@ pub mod crd;
 pub mod dbhub_config;
 pub mod dsn;
 pub mod metrics;
+pub mod policy;
 pub mod probe;
 pub mod redact;

@@ -28,13 +28,56 @@ fn labels(id: &str, scope: &Scope) -> BTreeMap<String, String> {
     ])
 }
 
-/// `credentialsRef` pointing at the CR's own Secret.
-pub fn credentials_ref(cr: &str) -> CredentialsRef {
+/// Keys of the read-only login in a credentials Secret.
+const READONLY_USER_KEY: &str = "readonly_username";
+const READONLY_PASSWORD_KEY: &str = "readonly_password";
+
+/// `credentialsRef` pointing at the CR's own Secret (with the read-only login's keys when the
+/// record has one).
+pub fn credentials_ref(cr: &str, readonly_login: bool) -> CredentialsRef {
     CredentialsRef {
         name: secret_name(cr),
         namespace: None,
         user_key: "username".into(),
         password_key: "password".into(),
+        readonly_user_key: readonly_login.then(|| READONLY_USER_KEY.into()),
+        readonly_password_key: readonly_login.then(|| READONLY_PASSWORD_KEY.into()),
+    }
+}
+
+/// What a credentials Secret holds: the main login and, optionally, a read-only one. A
+/// password of `None` keeps the stored one (on update).
+pub struct SecretLogins<'a> {
+    /// User name of the main login.
+    pub user: &'a str,
+    /// Its password.
+    pub password: Option<&'a str>,
+    /// The read-only login's user name and password, if the record has one.
+    pub readonly: Option<(&'a str, Option<&'a str>)>,
+}
+
+impl SecretLogins<'_> {
+    /// The Secret's `stringData` (and, on update, `data` keys to remove).
+    fn patch(&self) -> serde_json::Value {
+        let mut string = serde_json::Map::new();
+        string.insert("username".into(), json!(self.user));
+        if let Some(p) = self.password {
+            string.insert("password".into(), json!(p));
+        }
+        let mut removed = serde_json::Map::new();
+        match self.readonly {
+            Some((user, password)) => {
+                string.insert(READONLY_USER_KEY.into(), json!(user));
+                if let Some(p) = password {
+                    string.insert(READONLY_PASSWORD_KEY.into(), json!(p));
+                }
+            }
+            None => {
+                removed.insert(READONLY_USER_KEY.into(), serde_json::Value::Null);
+                removed.insert(READONLY_PASSWORD_KEY.into(), serde_json::Value::Null);
+            }
+        }
+        json!({"stringData": string, "data": removed})
     }
 }
 
@@ -113,21 +156,21 @@ impl Cluster {
         id: &str,
         scope: &Scope,
         mut spec: DatabaseSpec,
-        creds: Option<(&str, &str)>,
+        creds: Option<SecretLogins<'_>>,
     ) -> Result<()> {
         let pp = PostParams {
             field_manager: Some(MANAGER.into()),
             ..Default::default()
         };
-        if let Some((user, password)) = creds {
+        if let Some(logins) = &creds {
             let secret: Secret = serde_json::from_value(json!({
                 "metadata": {"name": secret_name(cr), "labels": labels(id, scope)},
                 "type": "Opaque",
-                "stringData": {"username": user, "password": password},
+                "stringData": logins.patch()["stringData"],
             }))
             .expect("a valid Secret");
             self.secrets().create(&pp, &secret).await?;
-            spec.credentials_ref = Some(credentials_ref(cr));
+            spec.credentials_ref = Some(credentials_ref(cr, logins.readonly.is_some()));
         }
         let mut db = Database::new(cr, spec);
         db.metadata.labels = Some(labels(id, scope));
@@ -169,18 +212,8 @@ impl Cluster {
     }
 
     /// Rewrites the credentials (only the Secret is touched).
-    pub async fn update_credentials(
-        &self,
-        cr: &str,
-        user: &str,
-        password: Option<&str>,
-    ) -> Result<()> {
-        let mut data = serde_json::Map::new();
-        data.insert("username".into(), json!(user));
-        if let Some(p) = password {
-            data.insert("password".into(), json!(p));
-        }
-        let patch = json!({"stringData": data});
+    pub async fn update_credentials(&self, cr: &str, logins: &SecretLogins<'_>) -> Result<()> {
+        let patch = logins.patch();
         self.secrets()
             .patch(
                 &secret_name(cr),
@@ -242,7 +275,7 @@ impl Cluster {
     pub async fn credentials(
         &self,
         db: &Database,
-    ) -> std::result::Result<Option<dbhub_operator::dsn::Credentials>, CredentialsProblem> {
+    ) -> std::result::Result<Option<dbhub_operator::dsn::Logins>, CredentialsProblem> {
         use dbhub_operator::controller::credentials::{CredentialsError, resolve};
         match resolve(&self.client, db).await {
             Ok(c) => Ok(c),

@@ -47,11 +47,33 @@ pub trait Directory: Send + Sync + 'static {
     fn token(&self, instance: &str) -> impl Future<Output = Result<String, HubError>> + Send;
 }
 
+/// Which of a Database's DBHub sources a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The read-only source (DBHub's read-only tool, the engine's read-only transaction, and
+    /// the read-only login when there is one).
+    Read,
+    /// The writable source (writable Databases only).
+    Write,
+}
+
+/// The tool names DBHub gives one Database, and its read-only source's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tools {
+    /// `execute_sql` on the read-only source (`execute_sql` or `execute_sql_<id>`).
+    pub read: String,
+    /// `execute_sql` on the writable source, when DBHub has one for this Database.
+    pub write: Option<String>,
+    /// `search_objects` (on the read-only source).
+    pub search: String,
+    /// The read-only source's id.
+    pub source_id: String,
+}
+
 /// A Database's tools in one session.
 struct Target {
     session: Arc<Cached>,
-    execute_sql: String,
-    search_objects: String,
+    tools: Tools,
 }
 
 struct Cached {
@@ -72,23 +94,32 @@ pub struct Hubs<D> {
 
 /// Tool names for the Database `cr` among `served` (the instance's Databases, as configured)
 /// given DBHub's `tools`: suffixed with the source id when DBHub serves several sources,
-/// unsuffixed when it serves exactly this one. None when DBHub's tools do not match (it has not
-/// loaded the configuration yet). Also returns the source id.
-pub fn tools_for(
-    cr: &str,
-    served: &[String],
-    tools: &[String],
-) -> Option<(String, String, String)> {
+/// unsuffixed when it serves exactly this one (a read-only Database alone in its instance).
+/// None when DBHub's tools do not match (it has not loaded the configuration yet).
+pub fn tools_for(cr: &str, served: &[String], tools: &[String]) -> Option<Tools> {
     let ids = entries(served.iter().map(String::as_str));
-    let id = ids.iter().find(|e| e.name == cr)?.id.clone();
+    let entry = ids.iter().find(|e| e.name == cr)?;
     let has = |n: &str| tools.iter().any(|t| t == n);
-    let (exec, search) = (format!("execute_sql_{id}"), format!("search_objects_{id}"));
-    if has(&exec) && has(&search) {
-        return Some((exec, search, id));
+    let (read, search) = (
+        format!("execute_sql_{}", entry.id),
+        format!("search_objects_{}", entry.id),
+    );
+    let write = format!("execute_sql_{}", entry.write_id);
+    if has(&read) && has(&search) {
+        return Some(Tools {
+            read,
+            search,
+            write: has(&write).then_some(write),
+            source_id: entry.id.clone(),
+        });
     }
     let single = served.len() == 1 && !tools.iter().any(|t| t.starts_with("execute_sql_"));
-    (single && has("execute_sql") && has("search_objects"))
-        .then(|| ("execute_sql".into(), "search_objects".into(), id))
+    (single && has("execute_sql") && has("search_objects")).then(|| Tools {
+        read: "execute_sql".into(),
+        search: "search_objects".into(),
+        write: None,
+        source_id: entry.id.clone(),
+    })
 }
 
 fn loading() -> HubError {
@@ -130,16 +161,20 @@ impl<D: Directory> Hubs<D> {
             Some(c) => c,
             None => self.open(instance, &endpoint, key).await?,
         };
-        let Some((exec, search, id)) = tools_for(cr, &served, &cached.tools) else {
+        let Some(tools) = tools_for(cr, &served, &cached.tools) else {
             self.forget(instance).await;
             return Err(loading());
         };
-        if exec == "execute_sql" && !cached.verified.load(Ordering::Acquire) {
+        if tools.read == "execute_sql" && !cached.verified.load(Ordering::Acquire) {
             let out = cached
                 .session
-                .call_within(&exec, serde_json::json!({"sql": "SELECT 1"}), self.timeout)
+                .call_within(
+                    &tools.read,
+                    serde_json::json!({"sql": "SELECT 1"}),
+                    self.timeout,
+                )
                 .await?;
-            if out.get("source_id").and_then(Value::as_str) != Some(id.as_str()) {
+            if out.get("source_id").and_then(Value::as_str) != Some(tools.source_id.as_str()) {
                 self.forget(instance).await;
                 return Err(loading());
             }
@@ -147,8 +182,7 @@ impl<D: Directory> Hubs<D> {
         }
         Ok(Target {
             session: cached,
-            execute_sql: exec,
-            search_objects: search,
+            tools,
         })
     }
 
@@ -184,18 +218,21 @@ impl<D: Directory> Hubs<D> {
         self.sessions.lock().await.remove(instance);
     }
 
-    /// Runs `sql` on Database `cr` of `instance`, waiting at most `extra` beyond the base
-    /// timeout. A tool DBHub no longer knows (configuration reloaded) is looked up once more;
-    /// nothing else is retried (a write must never run twice).
+    /// Runs `sql` on the `source` of Database `cr` of `instance`, waiting at most `extra`
+    /// beyond the base timeout. A tool DBHub no longer knows (configuration reloaded) is looked
+    /// up once more; nothing else is retried (a write must never run twice).
     pub async fn execute_sql(
         &self,
         instance: &str,
         cr: &str,
         sql: &str,
         extra: Duration,
+        source: Source,
     ) -> Result<ExecResult, HubError> {
         let args = serde_json::json!({ "sql": sql });
-        let out = self.call(instance, cr, Tool::Execute, args, extra).await?;
+        let out = self
+            .call(instance, cr, Tool::Execute(source), args, extra)
+            .await?;
         Ok(super::result::exec_result(out)?)
     }
 
@@ -240,8 +277,12 @@ impl<D: Directory> Hubs<D> {
         for attempt in 0..2 {
             let target = self.target(instance, cr).await?;
             let name = match tool {
-                Tool::Execute => &target.execute_sql,
-                Tool::Search => &target.search_objects,
+                Tool::Execute(Source::Read) => &target.tools.read,
+                Tool::Execute(Source::Write) => match &target.tools.write {
+                    Some(w) => w,
+                    None => return Err(loading()),
+                },
+                Tool::Search => &target.tools.search,
             };
             let res = target
                 .session
@@ -263,14 +304,14 @@ impl<D: Directory> Hubs<D> {
 
 #[derive(Clone, Copy)]
 enum Tool {
-    Execute,
+    Execute(Source),
     Search,
 }
 
 impl Tool {
     fn name(self) -> &'static str {
         match self {
-            Self::Execute => "execute_sql",
+            Self::Execute(_) => "execute_sql",
             Self::Search => "search_objects",
         }
     }
@@ -289,11 +330,12 @@ mod tests {
         let one = names(&["db-abc"]);
         assert_eq!(
             tools_for("db-abc", &one, &names(&["execute_sql", "search_objects"])),
-            Some((
-                "execute_sql".into(),
-                "search_objects".into(),
-                "db_abc".into()
-            ))
+            Some(Tools {
+                read: "execute_sql".into(),
+                write: None,
+                search: "search_objects".into(),
+                source_id: "db_abc".into()
+            })
         );
         let two = names(&["db-abc", "db-def"]);
         let tools = names(&[
@@ -301,11 +343,12 @@ mod tests {
             "search_objects_db_abc",
             "execute_sql_db_def",
             "search_objects_db_def",
+            "execute_sql_db_def_write",
         ]);
-        assert_eq!(
-            tools_for("db-def", &two, &tools).map(|t| t.0),
-            Some("execute_sql_db_def".into())
-        );
+        let def = tools_for("db-def", &two, &tools).unwrap();
+        assert_eq!(def.read, "execute_sql_db_def");
+        assert_eq!(def.write.as_deref(), Some("execute_sql_db_def_write"));
+        assert_eq!(tools_for("db-abc", &two, &tools).unwrap().write, None);
     }
 
     #[test]

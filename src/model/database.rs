@@ -64,6 +64,12 @@ pub struct Settings {
     pub username: String,
     /// Whether a password is kept in the credentials Secret.
     pub has_password: bool,
+    /// A read-only login for DBHub's read-only source (empty: reads use the main login).
+    #[serde(default)]
+    pub readonly_username: String,
+    /// Whether the read-only login's password is kept in the credentials Secret.
+    #[serde(default)]
+    pub has_readonly_password: bool,
     /// TLS mode; none for sqlite (and for servers where the driver's default applies).
     #[serde(with = "empty_as_none")]
     pub ssl_mode: Option<SslMode>,
@@ -158,6 +164,7 @@ mod tests {
             "id": "i", "tenant_id": "t", "space_id": "s", "owner_id": "o", "cr_name": "db-i",
             "name": "n", "type": "postgres", "host": "h", "port": 5432, "database": "d",
             "username": "u", "has_password": true, "ssl_mode": "", "readonly": false,
+            "readonly_username": "", "has_readonly_password": false,
             "max_rows": 10, "connection_timeout": 5, "query_timeout": 6, "description": "",
             "labels": "{\"a\":\"b\"}", "status": "Connected", "status_message": "ok",
             "last_checked": "", "created_at": "2026-12-01T08:00:00Z", "updated_at": "2026-12-01T08:00:00.5Z"

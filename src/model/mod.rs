@@ -71,6 +71,14 @@ pub enum Error {
     /// DBHub or the database did not answer in time.
     #[error("{0}")]
     Timeout(String),
+    /// The caller started too many of these lately.
+    #[error("{message}")]
+    RateLimited {
+        /// Why, for people.
+        message: String,
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+    },
     /// A bug or an unexpected failure; the detail is logged, never shown.
     #[error("internal error")]
     Internal(String),

@@ -19,7 +19,7 @@ pub use shape::{QueryOutput, StatementOutput};
 
 use crate::k8s::directory::Directory;
 use crate::mcp::McpError;
-use crate::mcp::hub::{HubError, Hubs};
+use crate::mcp::hub::{HubError, Hubs, Source};
 use crate::model::{Caller, Database, Error, Execution, FieldError, Permission, Result};
 use crate::registry::Registry;
 use crate::sql::{Limits, Verdict, classify};
@@ -45,6 +45,22 @@ pub struct QueryInput {
     /// Row limit for this run; can only lower the database's `max_rows`.
     #[serde(default)]
     pub max_rows: Option<i64>,
+    /// `read` (the default for what the service classifies as a read) runs on the database's
+    /// read-only source, where the database itself refuses writes; `write` (the default for
+    /// what it classifies as a write) runs on the writable source, and needs a writable
+    /// database and the `update` permission (403 otherwise).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "write")]
+    pub mode: Option<String>,
+}
+
+/// Where a statement is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// The read-only source, with the SQL to send (a SELECT form of VALUES/TABLE).
+    Read(String),
+    /// The writable source.
+    Write,
 }
 
 /// The query use cases.
@@ -56,8 +72,17 @@ pub struct Queries {
 }
 
 /// Checks the body: the SQL, no bind parameters, the row limit.
-fn validate(input: &QueryInput, db_max: u32) -> Result<(String, usize)> {
+fn validate(input: &QueryInput, db_max: u32) -> Result<(String, usize, Option<Source>)> {
     let mut errs = Vec::new();
+    let mode = match input.mode.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(m) if m.eq_ignore_ascii_case("read") => Some(Source::Read),
+        Some(m) if m.eq_ignore_ascii_case("write") => Some(Source::Write),
+        Some(_) => {
+            errs.push(FieldError::new("mode", "read or write"));
+            None
+        }
+    };
     let sql = input
         .query
         .as_deref()
@@ -95,7 +120,7 @@ fn validate(input: &QueryInput, db_max: u32) -> Result<(String, usize)> {
         }
     };
     if errs.is_empty() {
-        Ok((sql, limit))
+        Ok((sql, limit, mode))
     } else {
         Err(Error::Invalid(errs))
     }
@@ -170,18 +195,28 @@ impl Queries {
     ) -> Result<QueryOutput> {
         let db = self.registry.connected(caller, id).await?;
         on_budget(self.budget(&db));
-        let (sql, limit) = validate(input, db.settings.max_rows)?;
+        let (sql, limit, mode) = validate(input, db.settings.max_rows)?;
         let started = Instant::now();
         let mut run = history::started(caller, &db, &sql);
-        if let Err(e) = self.refusal(caller, &db, &sql).await {
-            run.error = e.to_string();
-            self.record(&run).await;
-            return Err(e);
-        }
+        let (source, sent) = match self.route(caller, &db, &sql, mode).await {
+            Ok(Route::Read(sent)) => (Source::Read, sent),
+            Ok(Route::Write) => (Source::Write, sql.clone()),
+            Err(e) => {
+                run.error = e.to_string();
+                self.record(&run).await;
+                return Err(e);
+            }
+        };
         let query_timeout = Duration::from_secs(u64::from(db.settings.query_timeout));
         let out = self
             .hubs
-            .execute_sql(&self.instance(caller), &db.cr_name, &sql, query_timeout)
+            .execute_sql(
+                &self.instance(caller),
+                &db.cr_name,
+                &sent,
+                query_timeout,
+                source,
+            )
             .await;
         run.duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         match out {
@@ -201,15 +236,48 @@ impl Queries {
         }
     }
 
-    /// Why `sql` may not run on `db` for `caller`, if it may not.
-    async fn refusal(&self, caller: &Caller, db: &Database, sql: &str) -> Result<()> {
+    /// Where `sql` goes on `db` for `caller`: the read-only source unless the statement is a
+    /// write (by the classifier, or because the caller asked for `write`) on a writable
+    /// database and the caller may write. What the service never runs is refused here.
+    async fn route(
+        &self,
+        caller: &Caller,
+        db: &Database,
+        sql: &str,
+        mode: Option<Source>,
+    ) -> Result<Route> {
         let verdict = classify(sql, db.settings.engine, &self.limits)
             .await
             .map_err(|e| Error::Invalid(vec![FieldError::new("query", e.to_string())]))?;
-        let why = match verdict {
-            Verdict::ReadOnly { .. } => return Ok(()),
-            Verdict::Writes(w) => w,
-            Verdict::Unparseable(e) => format!("it could not be classified as a read ({e})"),
+        let (writes, why, read_form) = match verdict {
+            Verdict::Refused(why) => {
+                return Err(Error::Forbidden(format!(
+                    "This statement is never run through this service: {why}."
+                )));
+            }
+            Verdict::Unparseable(e) => {
+                return Err(Error::Invalid(vec![FieldError::new(
+                    "query",
+                    format!(
+                        "could not be analysed ({e}); the service runs only statements it can analyse"
+                    ),
+                )]));
+            }
+            Verdict::ReadOnly { as_select, .. } => (false, String::new(), as_select),
+            Verdict::Writes(why) => (true, why, None),
+        };
+        let write = match mode {
+            Some(Source::Write) => true,
+            Some(Source::Read) => false,
+            None => writes,
+        };
+        if !write {
+            return Ok(Route::Read(read_form.unwrap_or_else(|| sql.to_string())));
+        }
+        let why = if writes {
+            why
+        } else {
+            "it was sent with mode write".into()
         };
         if db.settings.readonly {
             return Err(Error::ReadOnly(format!(
@@ -222,7 +290,7 @@ impl Queries {
                 caller.role.as_str()
             )));
         }
-        Ok(())
+        Ok(Route::Write)
     }
 
     async fn record(&self, run: &Execution) {
@@ -259,7 +327,7 @@ mod tests {
             100,
         )
         .unwrap();
-        assert_eq!(ok, ("select 1".to_string(), 5));
+        assert_eq!(ok, ("select 1".to_string(), 5, None));
         // max_rows can only lower the database's limit.
         assert_eq!(
             validate(&input(json!({"query": "x", "max_rows": 5000})), 100)
@@ -267,6 +335,12 @@ mod tests {
                 .1,
             100
         );
+        let write = validate(&input(json!({"query": "x", "mode": "WRITE"})), 1).unwrap();
+        assert_eq!(write.2, Some(Source::Write));
+        assert!(matches!(
+            validate(&input(json!({"query": "x", "mode": "sudo"})), 1),
+            Err(Error::Invalid(_))
+        ));
     }
 
     #[test]

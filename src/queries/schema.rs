@@ -288,6 +288,7 @@ impl Queries {
                 &db.cr_name,
                 &sql,
                 std::time::Duration::ZERO,
+                crate::mcp::hub::Source::Read,
             )
             .await
         {
@@ -346,7 +347,7 @@ mod tests {
             assert!(
                 matches!(
                     crate::sql::classify(&sql, engine, &Default::default()).await,
-                    Ok(crate::sql::Verdict::ReadOnly { statements: 1 })
+                    Ok(crate::sql::Verdict::ReadOnly { statements: 1, .. })
                 ),
                 "{engine:?}: {sql}"
             );

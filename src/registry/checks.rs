@@ -46,12 +46,59 @@ impl CheckOutcome {
     }
 }
 
+/// How many connection tests one user may start per minute (each opens a connection to a host
+/// the user names: without a bound the API would be a free port scanner). Per replica.
+pub(super) struct Limiter {
+    per_minute: u32,
+    windows: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32)>>,
+}
+
+const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Limiter {
+    pub(super) fn per_minute(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            windows: Default::default(),
+        }
+    }
+
+    /// Counts one test by `user`, or refuses it with the seconds until the window ends.
+    fn admit(&self, user: &str) -> Result<()> {
+        let now = std::time::Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let (start, count) = windows.entry(user.to_string()).or_insert((now, 0));
+        if now.duration_since(*start) >= WINDOW {
+            (*start, *count) = (now, 0);
+        }
+        if *count >= self.per_minute {
+            let retry_after = WINDOW
+                .saturating_sub(now.duration_since(*start))
+                .as_secs()
+                .max(1);
+            return Err(Error::RateLimited {
+                message: format!(
+                    "You started {} connection tests within a minute, the most this service allows; retry in {retry_after} s.",
+                    self.per_minute
+                ),
+                retry_after,
+            });
+        }
+        *count += 1;
+        Ok(())
+    }
+}
+
 impl Registry {
     /// Checks a connection without saving anything.
     pub async fn test_unsaved(&self, caller: &Caller, t: &TestInput) -> Result<CheckOutcome> {
         caller.require(Permission::Create)?;
+        self.tests.admit(&caller.user_id)?;
         let valid = validate(&t.as_database_input(), None).map_err(Error::Invalid)?;
-        self.guard_host(&valid.settings).await?;
+        self.allowed(&valid.settings).await?;
         let creds = valid.password.map(|password| Credentials {
             user: valid.settings.username.clone(),
             password,
@@ -64,8 +111,9 @@ impl Registry {
     /// Re-checks a registered database now, with the credentials its CR references.
     pub async fn test_saved(&self, caller: &Caller, id: &str) -> Result<CheckOutcome> {
         caller.require(Permission::Update)?;
+        self.tests.admit(&caller.user_id)?;
         let record = self.find(caller, id).await?;
-        self.guard_host(&record.settings).await?;
+        self.allowed(&record.settings).await?;
         let cr = self
             .cluster
             .fresh_database(&record.cr_name)
@@ -79,7 +127,9 @@ impl Registry {
         let mut spec = cr.spec.clone();
         spec.connection_timeout = spec.connection_timeout.min(CHECK_TIMEOUT_SECS as i32);
         let outcome = match self.cluster.credentials(&cr).await {
-            Ok(creds) => probe::probe(&spec, creds.as_ref()).await.into(),
+            Ok(logins) => probe::probe(&spec, logins.as_ref().map(|l| &l.main))
+                .await
+                .into(),
             Err(CredentialsProblem::Unreachable(e)) => return Err(e.into()),
             Err(CredentialsProblem::Unusable(why)) => CheckOutcome::failed(why),
         };

@@ -36,6 +36,12 @@ pub struct DatabaseInput {
     /// Password; write-only, kept only in a Kubernetes Secret and never returned.
     #[schema(write_only)]
     pub password: Option<String>,
+    /// Optional read-only login (a user the database grants only SELECT): reads then run as
+    /// this user, so the database's own grants keep them read-only. An empty string removes it.
+    pub readonly_username: Option<String>,
+    /// Its password; write-only, kept with the other in the Secret. Omit to keep the stored one.
+    #[schema(write_only)]
+    pub readonly_password: Option<String>,
     /// `disable`, `allow` (stored as disable), `prefer` (stored as require), `require`,
     /// `verify-ca` or `verify-full` (verify-* for postgres only).
     pub ssl_mode: Option<String>,
@@ -121,13 +127,15 @@ pub fn parse_ssl(s: &str) -> Option<SslMode> {
     }
 }
 
-/// A validated input: the settings and the password given in this request, if any.
+/// A validated input: the settings and the passwords given in this request, if any.
 #[derive(Debug)]
 pub struct Valid {
     /// The settings to store (and derive the CR spec from).
     pub settings: Settings,
     /// The password, when this request carries one.
     pub password: Option<String>,
+    /// The read-only login's password, when this request carries one.
+    pub readonly_password: Option<String>,
 }
 
 /// Validates `input` on its own (create) or over `base` (update: absent fields keep theirs).
@@ -144,6 +152,7 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
     let sqlite = engine == Some(DatabaseType::Sqlite);
     let (host, port, database) = endpoint(input, base, engine, &mut errs);
     let (username, password) = login(input, base, sqlite, &mut errs);
+    let (readonly_username, readonly_password) = readonly_login(input, base, sqlite, &mut errs);
     let ssl_mode = tls(input, base, engine, &mut errs);
     let (max_rows, connection_timeout, query_timeout) = limits(input, base, &mut errs);
     let (description, labels) = annotations(input, base, &mut errs);
@@ -163,6 +172,9 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
             database,
             username,
             has_password: password.is_some() || base.is_some_and(|b| b.has_password),
+            has_readonly_password: !readonly_username.is_empty()
+                && (readonly_password.is_some() || base.is_some_and(|b| b.has_readonly_password)),
+            readonly_username,
             ssl_mode: if sqlite { None } else { ssl_mode },
             readonly,
             max_rows,
@@ -172,7 +184,46 @@ pub fn validate(input: &DatabaseInput, base: Option<&Settings>) -> Result<Valid,
             labels,
         },
         password,
+        readonly_password,
     })
+}
+
+/// The optional read-only login: a user name with a password (given now or stored), or none.
+fn readonly_login(
+    input: &DatabaseInput,
+    base: Option<&Settings>,
+    sqlite: bool,
+    errs: &mut Vec<FieldError>,
+) -> (String, Option<String>) {
+    let username = text(&input.readonly_username, base.map(|b| &b.readonly_username));
+    let password = input.readonly_password.clone().filter(|p| !p.is_empty());
+    if sqlite || username.is_empty() {
+        if password.is_some() {
+            errs.push(FieldError::new(
+                "readonly_password",
+                "needs a readonly_username",
+            ));
+        }
+        return (String::new(), None);
+    }
+    if username.len() > 128 {
+        errs.push(FieldError::new(
+            "readonly_username",
+            "at most 128 characters",
+        ));
+    }
+    let stored = base.is_some_and(|b| b.has_readonly_password && b.readonly_username == username)
+        || base.is_some_and(|b| b.has_readonly_password && input.readonly_username.is_none());
+    if password.is_none() && !stored {
+        errs.push(FieldError::new(
+            "readonly_password",
+            "required with a new readonly_username",
+        ));
+    }
+    if password.as_ref().is_some_and(|p| p.len() > 1024) {
+        errs.push(FieldError::new("readonly_password", "at most 1024 bytes"));
+    }
+    (username, password)
 }
 
 /// The given text, or the old value, trimmed.

@@ -15,17 +15,18 @@ use k8s_openapi::jiff::Timestamp;
 pub use checks::CheckOutcome;
 pub use input::{DatabaseInput, TestInput};
 
-use crate::hostguard::HostGuard;
 use crate::k8s::Cluster;
-use crate::k8s::writes::credentials_ref;
+use crate::k8s::writes::{SecretLogins, credentials_ref};
 use crate::model::{Caller, Database, Error, FieldError, Observed, Permission, Result, Settings};
 use crate::storage::Store;
+use dbhub_operator::policy::ConnectionPolicy;
 
 /// The databases use cases.
 pub struct Registry {
     store: Store,
     cluster: Cluster,
-    guard: Arc<HostGuard>,
+    policy: ConnectionPolicy,
+    tests: checks::Limiter,
 }
 
 /// A page of a space's databases.
@@ -38,11 +39,17 @@ pub struct Listing {
 
 impl Registry {
     /// The use cases over these backends.
-    pub fn new(store: Store, cluster: Cluster, guard: Arc<HostGuard>) -> Self {
+    pub fn new(
+        store: Store,
+        cluster: Cluster,
+        policy: ConnectionPolicy,
+        tests_per_minute: u32,
+    ) -> Self {
         Self {
             store,
             cluster,
-            guard,
+            policy,
+            tests: checks::Limiter::per_minute(tests_per_minute),
         }
     }
 
@@ -111,15 +118,18 @@ impl Registry {
         Ok(d)
     }
 
-    /// Refuses hosts inside the service's own network (the same answer as for unresolvable ones).
-    async fn guard_host(&self, s: &Settings) -> Result<()> {
-        if s.engine == DatabaseType::Sqlite {
-            return Ok(());
-        }
-        self.guard
-            .check(&s.host, s.port)
+    /// Refuses connections the policy does not allow: hosts inside the service's own network
+    /// (the same answer as for unresolvable ones), SQLite files outside the allowed directories.
+    async fn allowed(&self, s: &Settings) -> Result<()> {
+        let field = if s.engine == DatabaseType::Sqlite {
+            "path"
+        } else {
+            "host"
+        };
+        self.policy
+            .check(&s.cr_spec(None))
             .await
-            .map_err(|m| Error::Invalid(vec![FieldError::new("host", m)]))
+            .map_err(|refused| Error::Invalid(vec![FieldError::new(field, refused.to_string())]))
     }
 
     async fn name_free(&self, caller: &Caller, name: &str, except: &str) -> Result<()> {
@@ -140,7 +150,7 @@ impl Registry {
     ) -> Result<Database> {
         caller.require(Permission::Create)?;
         let valid = input::validate(input, None).map_err(Error::Invalid)?;
-        self.guard_host(&valid.settings).await?;
+        self.allowed(&valid.settings).await?;
         self.name_free(caller, &valid.settings.name, "").await?;
         let id = uuid::Uuid::new_v4();
         let now = Timestamp::now();
@@ -149,22 +159,25 @@ impl Registry {
             scope: caller.scope.clone(),
             owner_id: caller.user_id.clone(),
             cr_name: crate::model::database::cr_name(&id),
-            settings: valid.settings,
+            settings: valid.settings.clone(),
             observed: Observed::pending(),
             created_at: now,
             updated_at: now,
         };
         let this = self.clone();
-        let password = valid.password;
-        detached(async move { this.create_steps(record, password).await }).await
+        detached(async move { this.create_steps(record, valid).await }).await
     }
 
-    async fn create_steps(&self, record: Database, password: Option<String>) -> Result<Database> {
+    async fn create_steps(&self, record: Database, valid: input::Valid) -> Result<Database> {
         let scope = &record.scope;
         self.cluster.ensure_instance(scope).await?;
-        let creds = password
-            .as_deref()
-            .map(|p| (record.settings.username.as_str(), p));
+        let creds = valid.password.as_deref().map(|p| {
+            logins(
+                &record.settings,
+                Some(p),
+                valid.readonly_password.as_deref(),
+            )
+        });
         let spec = record.settings.cr_spec(None);
         if let Err(e) = self
             .cluster
@@ -202,8 +215,14 @@ impl Registry {
         let old = self.find(caller, id).await?;
         let valid = input::validate(input, Some(&old.settings)).map_err(Error::Invalid)?;
         let new = &valid.settings;
-        if (&new.host, new.port) != (&old.settings.host, old.settings.port) {
-            self.guard_host(new).await?;
+        if (&new.host, new.port, &new.database)
+            != (
+                &old.settings.host,
+                old.settings.port,
+                &old.settings.database,
+            )
+        {
+            self.allowed(new).await?;
         }
         if new.engine != old.settings.engine {
             return Err(Error::Invalid(vec![FieldError::new(
@@ -220,18 +239,27 @@ impl Registry {
 
     async fn update_steps(&self, old: Database, valid: input::Valid) -> Result<Database> {
         let cr = &old.cr_name;
-        let cref = old.settings.has_password.then(|| credentials_ref(cr));
+        let cref = |s: &Settings| {
+            s.has_password
+                .then(|| credentials_ref(cr, !s.readonly_username.is_empty()))
+        };
+        let new = &valid.settings;
         let (old_spec, new_spec) = (
-            old.settings.cr_spec(cref.clone()),
-            valid.settings.cr_spec(cref.clone()),
+            old.settings.cr_spec(cref(&old.settings)),
+            new.cr_spec(cref(new)),
         );
-        let creds_changed =
-            valid.password.is_some() || valid.settings.username != old.settings.username;
+        let creds_changed = valid.password.is_some()
+            || valid.readonly_password.is_some()
+            || (&new.username, &new.readonly_username)
+                != (&old.settings.username, &old.settings.readonly_username);
         let restore = if creds_changed {
             let saved = self.cluster.read_credentials(cr).await?;
-            self.cluster
-                .update_credentials(cr, &valid.settings.username, valid.password.as_deref())
-                .await?;
+            let secret = logins(
+                new,
+                valid.password.as_deref(),
+                valid.readonly_password.as_deref(),
+            );
+            self.cluster.update_credentials(cr, &secret).await?;
             Some(saved)
         } else {
             None
@@ -303,6 +331,20 @@ impl Registry {
                 tracing::debug!(error = %e, db.id = %c.id, "could not mirror a status change onto the graph");
             }
         }
+    }
+}
+
+/// What the credentials Secret of `s` holds (a `None` password keeps the stored one).
+fn logins<'a>(
+    s: &'a Settings,
+    password: Option<&'a str>,
+    readonly_password: Option<&'a str>,
+) -> SecretLogins<'a> {
+    SecretLogins {
+        user: &s.username,
+        password,
+        readonly: (!s.readonly_username.is_empty())
+            .then_some((s.readonly_username.as_str(), readonly_password)),
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use aether_dbhub::auth::Verifier;
 use aether_dbhub::config::AuthArgs;
 use aether_dbhub::config::InstanceMode;
-use aether_dbhub::hostguard::{HostGuard, parse_list};
 use aether_dbhub::http::router;
 use aether_dbhub::storage::Store;
+use dbhub_operator::policy::ConnectionPolicy;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
@@ -65,7 +65,9 @@ pub async fn store_with(acquire_timeout: std::time::Duration) -> Store {
 /// How a test API is set up beyond its namespace and Kubernetes identity.
 pub struct Options {
     /// Refuses database hosts (default: loopback allowed, where the stack's databases listen).
-    pub guard: HostGuard,
+    pub policy: ConnectionPolicy,
+    /// Connection tests one user may start per minute.
+    pub test_rate_limit: u32,
     /// Where every DBHub is reached (a loopback DBHub the test runs from the generated
     /// objects, since no kubelet runs here); None: each instance's `status.endpoint`.
     pub dbhub_endpoint: Option<String>,
@@ -80,7 +82,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            guard: HostGuard::new(parse_list("127.0.0.0/8").unwrap(), Vec::new()),
+            policy: super::test_policy(),
+            test_rate_limit: 1000,
             dbhub_endpoint: None,
             mode: InstanceMode::PerSpace,
             limits: Default::default(),
@@ -95,13 +98,17 @@ pub async fn serve(namespace: &str, kube: kube::Client) -> ApiServer {
     serve_opts(namespace, kube, Options::default()).await
 }
 
-/// As [`serve`], with the given host guard.
-pub async fn serve_with_guard(namespace: &str, kube: kube::Client, guard: HostGuard) -> ApiServer {
+/// As [`serve`], with the given connection policy.
+pub async fn serve_with_policy(
+    namespace: &str,
+    kube: kube::Client,
+    policy: ConnectionPolicy,
+) -> ApiServer {
     serve_opts(
         namespace,
         kube,
         Options {
-            guard,
+            policy,
             ..Default::default()
         },
     )
@@ -154,7 +161,8 @@ pub async fn serve_opts(namespace: &str, kube: kube::Client, options: Options) -
         default_policy: (true, 1000),
         dbhub_endpoint: options.dbhub_endpoint,
         dbhub_timeout: std::time::Duration::from_secs(10),
-        guard: options.guard,
+        policy: options.policy,
+        test_rate_limit: options.test_rate_limit,
         limits: options.limits,
         store: store_with(options.acquire_timeout).await,
         verifier: Arc::new(Verifier::from_args(&auth).unwrap()),

@@ -112,6 +112,18 @@ fn stack_ctl(action: &str, component: &str) -> Result<(), String> {
     }
 }
 
+/// The connection policy of the tests' API and reconcilers: the stack's databases listen on
+/// loopback, which the policy refuses unless allowed; SQLite files live in the temp directory.
+pub fn test_policy() -> dbhub_operator::policy::ConnectionPolicy {
+    dbhub_operator::policy::ConnectionPolicy {
+        hosts: dbhub_operator::policy::HostPolicy::new(
+            dbhub_operator::policy::parse_list("127.0.0.0/8").unwrap(),
+            Vec::new(),
+        ),
+        sqlite_dirs: vec![std::env::temp_dir()],
+    }
+}
+
 /// A short random suffix for names that must not collide between tests or runs.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

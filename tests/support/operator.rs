@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use dbhub_operator::controller::Scope;
+use dbhub_operator::controller::{Config, Scope};
 use dbhub_operator::crd::{Database, DatabasePhase};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -29,12 +29,15 @@ pub async fn start(namespace: &str) -> Running {
     logs::capture();
     ensure_installed().await;
     let token = CancellationToken::new();
-    let scope = Scope {
-        namespace: Some(namespace.to_string()),
+    let config = Config {
+        scope: Scope {
+            namespace: Some(namespace.to_string()),
+        },
+        policy: super::test_policy(),
     };
     tokio::spawn(dbhub_operator::controller::run_all(
         admin().await,
-        scope,
+        config,
         token.clone().cancelled_owned(),
     ));
     Running { token }

@@ -8,7 +8,7 @@ use kube::api::Api;
 use kube::{Client, ResourceExt};
 
 use crate::crd::Database;
-use crate::dsn::Credentials;
+use crate::dsn::{Credentials, Logins};
 
 /// The annotation that lets Databases in other namespaces use a Secret.
 pub const ALLOWED_NAMESPACES: &str = "dbhub.tas.io/allowed-namespaces";
@@ -83,11 +83,8 @@ pub fn allows(annotation: Option<&str>, namespace: &str) -> bool {
     })
 }
 
-/// Resolves the credentials (None for sqlite, which needs none).
-pub async fn resolve(
-    client: &Client,
-    db: &Database,
-) -> Result<Option<Credentials>, CredentialsError> {
+/// Resolves the logins (None for sqlite, which needs none).
+pub async fn resolve(client: &Client, db: &Database) -> Result<Option<Logins>, CredentialsError> {
     let Some(r) = db.spec.credentials_ref.as_ref() else {
         return match db.spec.db_type {
             crate::crd::DatabaseType::Sqlite => Ok(None),
@@ -127,9 +124,19 @@ pub async fn resolve(
                 key: key.into(),
             })
     };
-    Ok(Some(Credentials {
-        user: value(&r.user_key)?,
-        password: value(&r.password_key)?,
+    let readonly = match (&r.readonly_user_key, &r.readonly_password_key) {
+        (Some(u), Some(p)) => Some(Credentials {
+            user: value(u)?,
+            password: value(p)?,
+        }),
+        _ => None,
+    };
+    Ok(Some(Logins {
+        main: Credentials {
+            user: value(&r.user_key)?,
+            password: value(&r.password_key)?,
+        },
+        readonly,
     }))
 }
 

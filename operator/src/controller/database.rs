@@ -18,9 +18,12 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use super::credentials::{self, CredentialsError};
-use super::{Error, MANAGER, Result, Scope, conditions};
+use super::{Error, MANAGER, Result, conditions};
 use crate::crd::{Database, DatabasePhase, DatabaseStatus};
 use crate::probe::{self, ProbeError, Probed};
+
+/// The condition reporting the read-only login, when one is configured.
+const READONLY_LOGIN: &str = "ReadOnlyLogin";
 
 /// Consecutive transient failures after which Degraded becomes Failed.
 const DEGRADED_LIMIT: u32 = 3;
@@ -33,16 +36,18 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The controller's cache of Databases (to forget failures of deleted ones).
     known: reflector::Store<Database>,
+    /// Where connections may go.
+    policy: crate::policy::ConnectionPolicy,
 }
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
-    scope: Scope,
+    config: super::Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let dbs: Api<Database> = scope.api(client.clone());
-    let secrets: Api<PartialObjectMeta<Secret>> = scope.api(client.clone());
+    let dbs: Api<Database> = config.scope.api(client.clone());
+    let secrets: Api<PartialObjectMeta<Secret>> = config.scope.api(client.clone());
     let (reader, writer) = reflector::store();
     // Status writes (ours included) do not change the generation: only spec changes, Secret
     // changes and the requeue timer trigger a check.
@@ -57,6 +62,7 @@ pub async fn run(
         recorder: super::recorder(client),
         failures: Default::default(),
         known: reader.clone(),
+        policy: config.policy,
     });
     Controller::for_stream(trigger, reader)
         // Metadata only: the operator never caches Secret data.
@@ -92,14 +98,18 @@ fn users_of(store: &reflector::Store<Database>, ns: &str, name: &str) -> Vec<Obj
         .collect()
 }
 
-/// What one check found.
+/// What one check found. `readonly` is the read-only login's result, when one is configured.
 enum Outcome {
-    Connected(Probed),
+    Connected {
+        probed: Probed,
+        readonly: Option<bool>,
+    },
     Failed {
         reason: &'static str,
         message: String,
         permanent: bool,
         credentials_ok: bool,
+        readonly: Option<bool>,
     },
 }
 
@@ -110,11 +120,11 @@ async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
 async fn reconcile_once(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
     let ns = db.namespace().ok_or(Error::NoNamespace)?;
     let key = format!("{ns}/{}", db.name_any());
-    let outcome = check(&db, &ctx.client).await?;
+    let outcome = check(&db, &ctx).await?;
     let failures = {
         let mut map = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
         match &outcome {
-            Outcome::Connected(_) => {
+            Outcome::Connected { .. } => {
                 map.remove(&key);
                 0
             }
@@ -159,8 +169,18 @@ async fn reconcile_once(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> 
     )))
 }
 
-async fn check(db: &Database, client: &Client) -> Result<Outcome> {
-    let creds = match credentials::resolve(client, db).await {
+async fn check(db: &Database, ctx: &Context) -> Result<Outcome> {
+    // Resolved again before every check: a name that now points somewhere refused is caught.
+    if let Err(refused) = ctx.policy.check(&db.spec).await {
+        return Ok(Outcome::Failed {
+            reason: refused.reason(),
+            message: refused.to_string(),
+            permanent: true,
+            credentials_ok: true,
+            readonly: None,
+        });
+    }
+    let logins = match credentials::resolve(&ctx.client, db).await {
         Ok(c) => c,
         Err(CredentialsError::Kube(e)) => return Err(Error::Kube(e)),
         Err(e) => {
@@ -169,21 +189,37 @@ async fn check(db: &Database, client: &Client) -> Result<Outcome> {
                 message: e.to_string(),
                 permanent: true,
                 credentials_ok: false,
+                readonly: None,
             });
         }
     };
-    Ok(match probe::probe(&db.spec, creds.as_ref()).await {
-        Ok(p) => Outcome::Connected(p),
-        Err(e) => failed(&e),
+    let probed = match probe::probe(&db.spec, logins.as_ref().map(|l| &l.main)).await {
+        Ok(p) => p,
+        Err(e) => return Ok(failed(&e, "", None)),
+    };
+    // Reads go through the read-only login: both must work for the database to be usable.
+    let Some(readonly) = logins.as_ref().and_then(|l| l.readonly.as_ref()) else {
+        return Ok(Outcome::Connected {
+            probed,
+            readonly: None,
+        });
+    };
+    Ok(match probe::probe(&db.spec, Some(readonly)).await {
+        Ok(_) => Outcome::Connected {
+            probed,
+            readonly: Some(true),
+        },
+        Err(e) => failed(&e, "the read-only login: ", Some(false)),
     })
 }
 
-fn failed(e: &ProbeError) -> Outcome {
+fn failed(e: &ProbeError, which: &str, readonly: Option<bool>) -> Outcome {
     Outcome::Failed {
         reason: e.reason(),
-        message: e.to_string(),
+        message: format!("{which}{e}"),
         permanent: e.is_permanent(),
         credentials_ok: true,
+        readonly,
     }
 }
 
@@ -199,8 +235,30 @@ fn next_status(
     let mut s = old.clone();
     s.last_checked = Some(now.to_string());
     s.observed_generation = generation;
+    let readonly = match outcome {
+        Outcome::Connected { readonly, .. } | Outcome::Failed { readonly, .. } => *readonly,
+    };
+    match readonly {
+        Some(ok) => {
+            let (reason, message) = if ok {
+                ("Connected", "the read-only login connected")
+            } else {
+                ("LoginFailed", "the read-only login failed; see Ready")
+            };
+            conditions::set(
+                &mut s.conditions,
+                READONLY_LOGIN,
+                ok,
+                reason,
+                message,
+                generation,
+                now,
+            );
+        }
+        None => s.conditions.retain(|c| c.type_ != READONLY_LOGIN),
+    }
     match outcome {
-        Outcome::Connected(p) => {
+        Outcome::Connected { probed: p, .. } => {
             s.phase = Some(DatabasePhase::Connected);
             s.message = Some("connected".into());
             s.server_version = Some(p.server_version.clone());
@@ -229,6 +287,7 @@ fn next_status(
             message,
             permanent,
             credentials_ok,
+            ..
         } => {
             let was_up = matches!(
                 old.phase,

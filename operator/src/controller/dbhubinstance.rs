@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
@@ -26,7 +27,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use super::credentials;
-use super::{Error, MANAGER, Result, Scope, conditions};
+use super::{Error, MANAGER, Result, conditions};
 use crate::crd::{DBHubInstance, DBHubInstanceStatus, Database, DatabasePhase, InstancePhase};
 use crate::dbhub_config::{self, Entry};
 use crate::dsn;
@@ -35,14 +36,17 @@ use crate::dsn;
 pub struct Context {
     client: Client,
     databases: Store<Database>,
+    /// Where connections may go (the pods' egress exceptions).
+    policy: crate::policy::ConnectionPolicy,
 }
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
-    scope: Scope,
+    config: super::Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let scope = config.scope;
     let instances: Api<DBHubInstance> = scope.api(client.clone());
     let (db_reader, db_writer) = reflector::store();
     let db_events = watcher(
@@ -67,10 +71,12 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         databases: db_reader,
+        policy: config.policy,
     });
     controller
         .owns(scope.api::<Deployment>(client.clone()), owned.clone())
         .owns(scope.api::<Service>(client.clone()), owned.clone())
+        .owns(scope.api::<NetworkPolicy>(client.clone()), owned.clone())
         .owns(scope.api::<ConfigMap>(client.clone()), owned.clone())
         .owns(
             scope.api::<PartialObjectMeta<Secret>>(client.clone()),
@@ -156,6 +162,42 @@ fn select(ctx: &Context, inst: &DBHubInstance) -> Selection {
     Selection { serving, left_out }
 }
 
+/// The DSNs of the selected Databases, by environment variable: the read-only source's (with
+/// the read-only login when there is one) and, for a writable Database, the writable source's.
+/// A Database whose credentials can't be read right now is left out (and named).
+async fn dsns(
+    ctx: &Context,
+    inst: &DBHubInstance,
+    sel: &mut Selection,
+) -> Result<(BTreeMap<String, String>, Vec<(Arc<Database>, Entry)>)> {
+    let mut dsns = BTreeMap::new();
+    let mut serving = Vec::new();
+    for (db, entry) in sel.serving.drain(..) {
+        let logins = match credentials::resolve(&ctx.client, &db).await {
+            Ok(l) => l,
+            Err(credentials::CredentialsError::Kube(e)) => return Err(Error::Kube(e)),
+            Err(e) => {
+                sel.left_out.push(format!("{} ({e})", db.name_any()));
+                continue;
+            }
+        };
+        let read = dsn::build(&db.spec, logins.as_ref().map(|l| l.for_reads()));
+        let (readonly, _) = dbhub_config::policy(&inst.spec, &db);
+        let write = dsn::build(&db.spec, logins.as_ref().map(|l| &l.main));
+        match (read, write) {
+            (Ok(r), Ok(w)) => {
+                dsns.insert(entry.env.clone(), r.expose().to_string());
+                if !readonly {
+                    dsns.insert(entry.write_env.clone(), w.expose().to_string());
+                }
+                serving.push((db, entry));
+            }
+            (Err(e), _) | (_, Err(e)) => sel.left_out.push(format!("{} ({e})", db.name_any())),
+        }
+    }
+    Ok((dsns, serving))
+}
+
 async fn reconcile(inst: Arc<DBHubInstance>, ctx: Arc<Context>) -> Result<Action> {
     crate::metrics::reconcile("dbhubinstance", reconcile_once(inst, ctx)).await
 }
@@ -164,24 +206,7 @@ async fn reconcile_once(inst: Arc<DBHubInstance>, ctx: Arc<Context>) -> Result<A
     let ns = inst.namespace().ok_or(Error::NoNamespace)?;
     let name = inst.name_any();
     let mut sel = select(&ctx, &inst);
-
-    // DSNs: a Database whose credentials can't be read right now is left out too.
-    let mut dsns = BTreeMap::new();
-    let mut serving = Vec::new();
-    for (db, entry) in sel.serving.drain(..) {
-        let built = match credentials::resolve(&ctx.client, &db).await {
-            Ok(creds) => dsn::build(&db.spec, creds.as_ref()).map_err(|e| e.to_string()),
-            Err(credentials::CredentialsError::Kube(e)) => return Err(Error::Kube(e)),
-            Err(e) => Err(e.to_string()),
-        };
-        match built {
-            Ok(d) => {
-                dsns.insert(entry.env.clone(), d.expose().to_string());
-                serving.push((db, entry));
-            }
-            Err(why) => sel.left_out.push(format!("{} ({why})", db.name_any())),
-        }
-    }
+    let (dsns, serving) = dsns(&ctx, &inst, &mut sel).await?;
     let pairs: Vec<(&Database, &Entry)> = serving.iter().map(|(d, e)| (d.as_ref(), e)).collect();
     let toml =
         dbhub_config::render(&inst.spec, &pairs).map_err(|e| Error::Render(e.to_string()))?;
@@ -191,7 +216,7 @@ async fn reconcile_once(inst: Arc<DBHubInstance>, ctx: Arc<Context>) -> Result<A
     } else {
         inst.spec.replicas
     };
-    let env_names: Vec<String> = serving.iter().map(|(_, e)| e.env.clone()).collect();
+    let env_names: Vec<String> = dsns.keys().cloned().collect();
 
     let pp = PatchParams::apply(MANAGER).force();
     let apply = |kind: &'static str, obj_name: String, value: serde_json::Value| {
@@ -219,6 +244,7 @@ async fn reconcile_once(inst: Arc<DBHubInstance>, ctx: Arc<Context>) -> Result<A
     .await?;
     ensure_token(&ctx.client, &inst, &ns).await?;
     apply("Service", name.clone(), objects::service(&inst)).await?;
+    fence(&ctx, &inst, &ns).await?;
     apply(
         "Deployment",
         name.clone(),
@@ -255,6 +281,29 @@ fn without_times(s: &DBHubInstanceStatus) -> DBHubInstanceStatus {
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH);
     }
     s
+}
+
+/// Keeps the instance's NetworkPolicy as its spec says: applied when enabled, removed when not.
+async fn fence(ctx: &Context, inst: &DBHubInstance, ns: &str) -> Result<()> {
+    let settings = inst.spec.network_policy.clone().unwrap_or_default();
+    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
+    let name = inst.name_any();
+    if !settings.enabled {
+        return match api.delete(&name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let policy =
+        objects::network_policy(inst, &settings.allow_from, ctx.policy.hosts.egress_denied());
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&policy),
+    )
+    .await?;
+    Ok(())
 }
 
 fn resource(kind: &str) -> kube::api::ApiResource {

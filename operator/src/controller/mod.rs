@@ -61,6 +61,16 @@ impl Scope {
     }
 }
 
+/// How the reconcilers are configured.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Which namespaces they watch.
+    pub scope: Scope,
+    /// Where Database connections may go: checked before every connection check, and the
+    /// source of the DBHub pods' NetworkPolicy egress exceptions.
+    pub policy: crate::policy::ConnectionPolicy,
+}
+
 /// An Event recorder reporting as the operator.
 pub fn recorder(client: Client) -> Recorder {
     Recorder::new(
@@ -80,14 +90,14 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5
 /// is signalled before the controller's store is first ready, so the wait is bounded.
 pub async fn run_all(
     client: Client,
-    scope: Scope,
+    config: Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = shutdown.shared();
     let controllers = async {
         tokio::join!(
-            database::run(client.clone(), scope.clone(), shutdown.clone()),
-            dbhubinstance::run(client, scope, shutdown.clone()),
+            database::run(client.clone(), config.clone(), shutdown.clone()),
+            dbhubinstance::run(client, config, shutdown.clone()),
         )
     };
     tokio::select! {

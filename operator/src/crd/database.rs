@@ -196,8 +196,12 @@ pub enum SslMode {
 }
 
 /// Where the user name and password live.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.readonlyUserKey) == has(self.readonlyPasswordKey)")
+        .message("credentialsRef.readonlyUserKey and readonlyPasswordKey go together: set both or neither")
+)]
 pub struct CredentialsRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
@@ -215,6 +219,16 @@ pub struct CredentialsRef {
     #[serde(default = "defaults::password_key")]
     #[schemars(length(min = 1, max = 253))]
     pub password_key: String,
+    /// Key of a read-only user's name in the same Secret. When given (with
+    /// readonlyPasswordKey), DBHub's read-only source logs in as that user, so the database's
+    /// own grants keep reads read-only; the operator checks both logins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub readonly_user_key: Option<String>,
+    /// Key of the read-only user's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub readonly_password_key: Option<String>,
 }
 
 /// What the operator last saw of the database.

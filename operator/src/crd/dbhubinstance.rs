@@ -75,6 +75,34 @@ pub struct DBHubInstanceSpec {
     /// CPU and memory for each DBHub container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// The NetworkPolicy the operator keeps around the DBHub pods (on unless turned off):
+    /// ingress only from the client pods on the DBHub port, egress to anything but cloud
+    /// metadata and the operator's denied ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySettings>,
+}
+
+/// How the DBHub pods are fenced in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySettings {
+    /// Create the NetworkPolicy (default true); turn off where another policy governs the pods.
+    #[serde(default = "defaults::network_policy_enabled")]
+    pub enabled: bool,
+    /// Labels of the pods in this namespace that may call DBHub (default: the aether-dbhub
+    /// service's pods, `app.kubernetes.io/name: aether-dbhub`).
+    #[serde(default = "defaults::network_policy_clients")]
+    pub allow_from: BTreeMap<String, String>,
+}
+
+impl Default for NetworkPolicySettings {
+    fn default() -> Self {
+        Self {
+            enabled: defaults::network_policy_enabled(),
+            allow_from: defaults::network_policy_clients(),
+        }
+    }
 }
 
 /// Selects Databases by labels and/or names; when both are given, both must match.

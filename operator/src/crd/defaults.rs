@@ -52,3 +52,13 @@ pub fn max_rows() -> i32 {
 
 /// The DBHub image used when an instance names none: a pinned release, never `latest`.
 pub const DBHUB_IMAGE: &str = "bytebase/dbhub:1.4.0";
+
+/// The operator fences DBHub pods in unless told not to.
+pub fn network_policy_enabled() -> bool {
+    true
+}
+
+/// The pods allowed to call DBHub by default: the aether-dbhub service's.
+pub fn network_policy_clients() -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([("app.kubernetes.io/name".into(), "aether-dbhub".into())])
+}

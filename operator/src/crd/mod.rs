@@ -9,7 +9,7 @@ pub use database::{
 };
 pub use dbhubinstance::{
     DBHubInstance, DBHubInstanceSpec, DBHubInstanceStatus, DatabaseSelector, DefaultPolicy,
-    InstancePhase,
+    InstancePhase, NetworkPolicySettings,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

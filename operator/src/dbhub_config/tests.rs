@@ -34,13 +34,33 @@ fn selector_matches_labels_and_names_together() {
 
 #[test]
 fn ids_are_safe_unique_and_deterministic() {
-    let e = entries(["a.b", "a-b", "orders-pg", "a_b", "9lives"]);
+    let e = entries(["a.b", "a-b", "orders-pg", "a_b", "9lives", "a-b-write"]);
     let ids: Vec<&str> = e.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["db_9lives", "a_b", "a_b_2", "a_b_3", "orders_pg"]);
-    assert_eq!(e[4].env, "DBHUB_DSN_ORDERS_PG");
-    let again = entries(["orders-pg", "a_b", "9lives", "a-b", "a.b"]);
+    assert_eq!(
+        ids,
+        [
+            "db_9lives",
+            "a_b",
+            "a_b_write_2",
+            "a_b_2",
+            "a_b_3",
+            "orders_pg"
+        ]
+    );
+    assert_eq!(
+        (e[5].env.as_str(), e[5].write_id.as_str()),
+        ("DBHUB_DSN_ORDERS_PG", "orders_pg_write")
+    );
+    assert_eq!(e[5].write_env, "DBHUB_DSN_ORDERS_PG_WRITE");
+    let again = entries(["orders-pg", "a_b", "9lives", "a-b", "a.b", "a-b-write"]);
     assert_eq!(e, again);
-    for id in ids {
+    let all: Vec<&str> = e
+        .iter()
+        .flat_map(|e| [e.id.as_str(), e.write_id.as_str()])
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "{all:?}");
+    for id in all {
         assert!(
             id.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
@@ -76,7 +96,11 @@ fn render_emits_lazy_sources_and_both_tools_with_policy() {
 
     let parsed: toml::Value = toml::from_str(&text).unwrap();
     let sources = parsed["sources"].as_array().unwrap();
-    assert_eq!(sources.len(), 3);
+    assert_eq!(
+        sources.len(),
+        4,
+        "the writable database gets a second source"
+    );
     let s0 = sources[0].as_table().unwrap();
     assert_eq!(s0["id"].as_str(), Some("orders_pg"));
     assert_eq!(s0["dsn"].as_str(), Some("${DBHUB_DSN_ORDERS_PG}"));
@@ -84,12 +108,17 @@ fn render_emits_lazy_sources_and_both_tools_with_policy() {
     assert_eq!(s0["connection_timeout"].as_integer(), Some(30));
     assert_eq!(s0["query_timeout"].as_integer(), Some(15));
     assert!(
-        sources[2].get("query_timeout").is_none(),
+        sources[3].get("query_timeout").is_none(),
         "sqlite has no query timeout"
+    );
+    let write = sources[2].as_table().unwrap();
+    assert_eq!(
+        (write["id"].as_str(), write["dsn"].as_str()),
+        (Some("writable_write"), Some("${DBHUB_DSN_WRITABLE_WRITE}"))
     );
 
     let tools = parsed["tools"].as_array().unwrap();
-    assert_eq!(tools.len(), 6);
+    assert_eq!(tools.len(), 7);
     let exec = |src: &str| {
         tools
             .iter()
@@ -105,12 +134,27 @@ fn render_emits_lazy_sources_and_both_tools_with_policy() {
         ),
         (Some(true), Some(1000))
     );
+    // Reads of the writable database still go through a read-only tool; writes have their own.
     assert_eq!(
         (
             exec("writable")["readonly"].as_bool(),
             exec("writable")["max_rows"].as_integer()
         ),
+        (Some(true), Some(50))
+    );
+    assert_eq!(
+        (
+            exec("writable_write")["readonly"].as_bool(),
+            exec("writable_write")["max_rows"].as_integer()
+        ),
         (Some(false), Some(50))
+    );
+    assert!(
+        !tools
+            .iter()
+            .any(|t| t["name"].as_str() == Some("search_objects")
+                && t["source"].as_str() == Some("writable_write")),
+        "schema browsing only on the read-only source"
     );
     assert!(
         tools

@@ -5,10 +5,13 @@ fn t(s: i64) -> Timestamp {
 }
 
 fn ok() -> Outcome {
-    Outcome::Connected(Probed {
-        server_version: "PostgreSQL 15".into(),
-        latency: Duration::from_millis(7),
-    })
+    Outcome::Connected {
+        probed: Probed {
+            server_version: "PostgreSQL 15".into(),
+            latency: Duration::from_millis(7),
+        },
+        readonly: None,
+    }
 }
 
 fn down() -> Outcome {
@@ -17,6 +20,7 @@ fn down() -> Outcome {
         message: "server unreachable: refused".into(),
         permanent: false,
         credentials_ok: true,
+        readonly: None,
     }
 }
 
@@ -26,6 +30,7 @@ fn bad_password() -> Outcome {
         message: "authentication failed".into(),
         permanent: true,
         credentials_ok: true,
+        readonly: None,
     }
 }
 
@@ -121,4 +126,42 @@ fn requeue_backs_off_while_failing_and_jitters_when_healthy() {
     }
     let perm = next_check(DatabasePhase::Failed, 1, &bad_password(), interval, "a");
     assert!(perm >= Duration::from_secs(270), "{perm:?}");
+}
+
+#[test]
+fn a_read_only_login_is_reported_in_its_own_condition() {
+    let both = Outcome::Connected {
+        probed: Probed {
+            server_version: "PostgreSQL 15".into(),
+            latency: Duration::from_millis(7),
+        },
+        readonly: Some(true),
+    };
+    let s = next_status(&DatabaseStatus::default(), &both, 0, Some(1), t(0));
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ReadOnlyLogin")
+        .unwrap();
+    assert_eq!(c.status, "True");
+    let failed = Outcome::Failed {
+        reason: "AuthenticationFailed",
+        message: "the read-only login: authentication failed".into(),
+        permanent: true,
+        credentials_ok: true,
+        readonly: Some(false),
+    };
+    let s = next_status(&s, &failed, 1, Some(1), t(1));
+    assert_eq!(s.phase, Some(DatabasePhase::Failed));
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ReadOnlyLogin")
+        .unwrap();
+    assert_eq!(c.status, "False");
+    let s = next_status(&s, &ok(), 0, Some(2), t(2));
+    assert!(
+        s.conditions.iter().all(|c| c.type_ != "ReadOnlyLogin"),
+        "gone once not configured"
+    );
 }

@@ -155,3 +155,22 @@ pub fn deployment(obj: &DBHubInstance, replicas: i32, env_names: &[String], hash
         }
     })
 }
+
+/// NetworkPolicy `<name>`: ingress only from the client pods on the DBHub port; egress to
+/// anything but the denied ranges (`except` lists, IPv4 and IPv6).
+pub fn network_policy(
+    obj: &DBHubInstance,
+    allow_from: &BTreeMap<String, String>,
+    except: (Vec<String>, Vec<String>),
+) -> Value {
+    let name = obj.metadata.name.as_deref().unwrap_or_default();
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(obj, name),
+    "spec": {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "dbhub", "app.kubernetes.io/instance": name}},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": [{"podSelector": {"matchLabels": allow_from}}],
+                     "ports": [{"port": obj.spec.port, "protocol": "TCP"}]}],
+        "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": except.0}},
+                           {"ipBlock": {"cidr": "::/0", "except": except.1}}]}],
+    }})
+}

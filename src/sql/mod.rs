@@ -18,6 +18,9 @@ use sqlparser::ast::{Query, SetExpr, Statement};
 use sqlparser::dialect::{Dialect, MsSqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+mod rules;
+use rules::Rule;
 use tokio::sync::Semaphore;
 
 /// How much SQL one request may send (settings with defaults in `config.rs`).
@@ -90,10 +93,16 @@ pub enum Verdict {
     ReadOnly {
         /// Number of statements.
         statements: usize,
+        /// The same read as a plain SELECT, when DBHub's read-only tool would refuse the form
+        /// sent (a lone `VALUES …` or `TABLE t`).
+        as_select: Option<String>,
     },
     /// Something writes (or might); the reason names the first such statement.
     Writes(String),
-    /// Not parseable with the engine's dialect: treated as a write.
+    /// Never run on any source ([`rules`] says why).
+    Refused(String),
+    /// Not parseable with the engine's dialect: not run (what cannot be analysed cannot be
+    /// routed safely).
     Unparseable(String),
 }
 
@@ -147,9 +156,10 @@ pub async fn classify(
         });
     }
     if significant.len() <= INLINE_TOKENS {
-        return Ok(classify_tokens(tokens, engine));
+        return Ok(classify_tokens(tokens, engine, sql));
     }
-    Ok(on_deep_stack(move || classify_tokens(tokens, engine)).await)
+    let owned = sql.to_string();
+    Ok(on_deep_stack(move || classify_tokens(tokens, engine, &owned)).await)
 }
 
 /// Runs `f` on a fresh thread with [`DEEP_STACK`] (everything it builds is dropped there too);
@@ -176,7 +186,36 @@ async fn on_deep_stack(f: impl FnOnce() -> Verdict + Send + 'static) -> Verdict 
         .unwrap_or_else(|_| Verdict::Unparseable("the statement is too complex to analyse".into()))
 }
 
-fn classify_tokens(tokens: Vec<TokenWithSpan>, engine: DatabaseType) -> Verdict {
+/// PostgreSQL's and MySQL's `TABLE t` statement (which the parser takes only inside a query)
+/// as `SELECT * FROM t`.
+fn table_statement(tokens: &[TokenWithSpan]) -> Option<String> {
+    use sqlparser::keywords::Keyword;
+    let significant: Vec<&Token> = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+        .collect();
+    let [Token::Word(first), name @ ..] = significant.as_slice() else {
+        return None;
+    };
+    let is_name = match name {
+        [Token::Word(_)] => true,
+        [Token::Word(_), Token::Period, Token::Word(_)] => true,
+        _ => false,
+    };
+    (first.keyword == Keyword::TABLE && is_name).then(|| {
+        let name: String = name.iter().map(|t| t.to_string()).collect();
+        format!("SELECT * FROM {name}")
+    })
+}
+
+fn classify_tokens(tokens: Vec<TokenWithSpan>, engine: DatabaseType, sql: &str) -> Verdict {
+    if let Some(select) = table_statement(&tokens) {
+        return Verdict::ReadOnly {
+            statements: 1,
+            as_select: Some(select),
+        };
+    }
     let dialect = dialect(engine);
     let parsed = Parser::new(dialect.as_ref())
         .with_tokens_with_locations(tokens)
@@ -188,13 +227,48 @@ fn classify_tokens(tokens: Vec<TokenWithSpan>, engine: DatabaseType) -> Verdict 
     if statements.is_empty() {
         return Verdict::Unparseable("no statement".into());
     }
+    let mut writes = None;
     for s in &statements {
+        match rules::check(s) {
+            Some(Rule::Refused(why)) => return Verdict::Refused(why),
+            Some(Rule::Writes(why)) => {
+                writes.get_or_insert(why);
+            }
+            None => {}
+        }
         if let Some(why) = write_reason(s) {
-            return Verdict::Writes(why);
+            writes.get_or_insert(why);
         }
     }
-    Verdict::ReadOnly {
-        statements: statements.len(),
+    match writes {
+        Some(why) => Verdict::Writes(why),
+        None => Verdict::ReadOnly {
+            as_select: match statements.as_slice() {
+                [one] => select_form(one, sql),
+                _ => None,
+            },
+            statements: statements.len(),
+        },
+    }
+}
+
+/// A lone `VALUES …` or `TABLE t` as the SELECT DBHub's read-only tool accepts.
+fn select_form(s: &Statement, sql: &str) -> Option<String> {
+    let Statement::Query(q) = s else { return None };
+    match q.body.as_ref() {
+        SetExpr::Values(_) => Some(format!(
+            "SELECT * FROM ({}) AS \"values\"",
+            sql.trim().trim_end_matches(';').trim()
+        )),
+        SetExpr::Table(t) => {
+            let name = match (&t.schema_name, &t.table_name) {
+                (Some(schema), Some(table)) => format!("{schema}.{table}"),
+                (None, Some(table)) => table.to_string(),
+                _ => return None,
+            };
+            Some(format!("SELECT * FROM {name}"))
+        }
+        _ => None,
     }
 }
 
@@ -223,6 +297,8 @@ fn write_reason(s: &Statement) -> Option<String> {
         | Statement::ShowFunctions { .. }
         | Statement::ShowStatus { .. }
         | Statement::ShowViews { .. } => None,
+        // What is left of SET after the rules is transaction-scoped (SET LOCAL …).
+        Statement::Set(_) => None,
         other => Some(format!("{} is not a read", first_words(&other.to_string()))),
     }
 }
@@ -243,10 +319,13 @@ fn query_write(q: &Query) -> Option<String> {
 
 fn set_expr_write(body: &SetExpr) -> Option<String> {
     match body {
-        SetExpr::Select(select) => select
-            .into
-            .as_ref()
-            .map(|_| "SELECT … INTO creates a table".to_string()),
+        SetExpr::Select(select) => select.into.as_ref().map(|into| {
+            if into.temporary {
+                "SELECT … INTO TEMPORARY creates a temporary table".to_string()
+            } else {
+                "SELECT … INTO creates a table".to_string()
+            }
+        }),
         SetExpr::Query(q) => query_write(q),
         SetExpr::SetOperation { left, right, .. } => {
             set_expr_write(left).or_else(|| set_expr_write(right))
@@ -296,7 +375,10 @@ mod tests {
         assert!(ro("SHOW TABLES", Mariadb));
         assert_eq!(
             verdict("SELECT 1; SELECT 2;", Postgres),
-            Verdict::ReadOnly { statements: 2 }
+            Verdict::ReadOnly {
+                statements: 2,
+                as_select: None
+            }
         );
     }
 
@@ -324,6 +406,25 @@ mod tests {
         }
         assert!(!ro("REPLACE INTO t VALUES (1)", Mariadb));
         assert!(!ro("LOAD DATA INFILE '/x' INTO TABLE t", Mysql));
+    }
+
+    #[test]
+    fn a_lone_values_or_table_read_gets_a_select_form() {
+        assert_eq!(
+            verdict("VALUES (1), (2);", Postgres),
+            Verdict::ReadOnly {
+                statements: 1,
+                as_select: Some("SELECT * FROM (VALUES (1), (2)) AS \"values\"".into())
+            }
+        );
+        let Verdict::ReadOnly { as_select, .. } = verdict("TABLE public.orders", Postgres) else {
+            panic!("TABLE is a read")
+        };
+        assert_eq!(as_select.as_deref(), Some("SELECT * FROM public.orders"));
+        assert!(matches!(
+            verdict("SELECT pg_advisory_lock(1)", Postgres),
+            Verdict::Refused(_)
+        ));
     }
 
     #[test]
@@ -373,7 +474,10 @@ mod tests {
         );
         assert!(matches!(
             run("SELECT 1;".repeat(100)),
-            Ok(Verdict::ReadOnly { statements: 100 })
+            Ok(Verdict::ReadOnly {
+                statements: 100,
+                ..
+            })
         ));
         let msg = run(chain(200_000, "+")).unwrap_err().to_string();
         assert!(
@@ -392,7 +496,7 @@ mod tests {
         let at_limit = chain(9_999, "+");
         assert!(matches!(
             rt.block_on(classify(&at_limit, Postgres, &Limits::default())),
-            Ok(Verdict::ReadOnly { statements: 1 })
+            Ok(Verdict::ReadOnly { statements: 1, .. })
         ));
         let huge = Limits {
             max_bytes: 10 << 20,
