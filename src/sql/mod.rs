@@ -198,11 +198,10 @@ fn table_statement(tokens: &[TokenWithSpan]) -> Option<String> {
     let [Token::Word(first), name @ ..] = significant.as_slice() else {
         return None;
     };
-    let is_name = match name {
-        [Token::Word(_)] => true,
-        [Token::Word(_), Token::Period, Token::Word(_)] => true,
-        _ => false,
-    };
+    let is_name = matches!(
+        name,
+        [Token::Word(_)] | [Token::Word(_), Token::Period, Token::Word(_)]
+    );
     (first.keyword == Keyword::TABLE && is_name).then(|| {
         let name: String = name.iter().map(|t| t.to_string()).collect();
         format!("SELECT * FROM {name}")
