@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod attacks;
 mod chart;
 mod crds;
 mod database_controller;
@@ -13,6 +14,7 @@ mod hostile;
 mod load;
 mod mcp;
 mod packaging;
+mod policy;
 mod queries;
 mod rbac;
 mod serve;
