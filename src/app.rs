@@ -129,6 +129,8 @@ pub struct Wiring {
     pub test_rate_limit: u32,
     /// Body size, request deadline and SQL limits.
     pub limits: Limits,
+    /// Origins browsers may call the API from.
+    pub cors: crate::http::cors::Origins,
     /// The Aether graph (records, history, space resolution).
     pub store: Store,
     /// Verifies the bearer tokens of requests.
@@ -160,6 +162,7 @@ pub fn wire(w: Wiring) -> AppState {
         kube: w.kube,
         verifier: w.verifier,
         limits: w.limits,
+        cors: w.cors,
     }
 }
 
@@ -183,6 +186,7 @@ fn app_state(
             max_body_bytes: args.limits.max_body_bytes as usize,
             request_timeout: args.limits.request_timeout,
         },
+        cors: args.cors_allowed_origins.clone(),
         store,
         verifier,
     })

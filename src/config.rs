@@ -95,6 +95,11 @@ pub struct ServeArgs {
     /// What one request may send and how long it may take.
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    /// Browser origins allowed to call the API from another origin (CORS), comma-separated,
+    /// e.g. `http://localhost:3000`; `*` allows any. Empty: no CORS headers (same-origin only).
+    #[arg(long, env = "AETHER_DBHUB_CORS_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]
+    pub cors_allowed_origins: crate::http::cors::Origins,
 }
 
 /// What one request may send and how long it may take.
@@ -216,6 +221,10 @@ impl PolicyArgs {
 /// A parsed CIDR list (a newtype so clap treats it as one value).
 #[derive(Debug, Clone, Default)]
 pub struct CidrList(pub Vec<dbhub_operator::policy::Cidr>);
+
+fn parse_origins(s: &str) -> Result<crate::http::cors::Origins, String> {
+    crate::http::cors::Origins::parse(s)
+}
 
 fn parse_cidrs(s: &str) -> Result<CidrList, String> {
     dbhub_operator::policy::parse_list(s).map(CidrList)

@@ -55,6 +55,9 @@ pub struct ProblemDetails {
     /// The database's status message (when it is not Connected).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
+    /// A failed connection test's own message (with `status: failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Every error an API call can end in.
@@ -89,6 +92,9 @@ pub enum ApiError {
     /// No valid credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// A connection test ran and did not connect (the message says why; never a secret).
+    #[error("The connection test failed: {0}")]
+    ConnectionTestFailed(String),
     /// The request outlived its deadline.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -162,6 +168,11 @@ impl ApiError {
                 (S::BAD_REQUEST, "VALIDATION_ERROR", "Space context required")
             }
             Self::Unauthorized(_) => (S::UNAUTHORIZED, "UNAUTHORIZED", "Unauthorized"),
+            Self::ConnectionTestFailed(_) => (
+                S::BAD_GATEWAY,
+                "EXTERNAL_SERVICE_ERROR",
+                "Connection test failed",
+            ),
             Self::DeadlineExceeded(_) => (S::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT", "Request timeout"),
             Self::Panicked => (
                 S::INTERNAL_SERVER_ERROR,
@@ -171,14 +182,29 @@ impl ApiError {
         }
     }
 
-    /// The human sentence clients show (`detail`, `message`, `error`).
+    /// The human sentence clients show (`detail`, `message`, `error`): capitalised and ended,
+    /// whatever the source of the text (a database's own message included).
     fn sentence(&self) -> String {
+        let text = self.text();
+        let mut chars = text.trim().chars();
+        let mut out: String = match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => return "The request failed.".into(),
+        };
+        if !out.ends_with(['.', '!', '?']) {
+            out.push('.');
+        }
+        out
+    }
+
+    fn text(&self) -> String {
         match self {
             Self::Domain(Domain::Invalid(errs)) | Self::Validation(errs) => invalid_sentence(errs),
             Self::Domain(Domain::NotFound(what)) => {
                 format!("No {what} with this id exists in this space (or you cannot see it).")
             }
             Self::Domain(Domain::Internal(_)) | Self::Panicked => INTERNAL.into(),
+            Self::Domain(Domain::QueryFailed(m)) => format!("The database reported an error: {m}"),
             other => other.to_string(),
         }
     }
@@ -196,6 +222,11 @@ impl ApiError {
             }) => ProblemDetails {
                 status: Some(status.clone()),
                 status_message: Some(status_message.clone()),
+                ..Default::default()
+            },
+            Self::ConnectionTestFailed(message) => ProblemDetails {
+                status: Some("failed".into()),
+                message: Some(message.clone()),
                 ..Default::default()
             },
             _ => ProblemDetails::default(),
@@ -277,6 +308,12 @@ mod tests {
         assert_eq!(b["message"], b["detail"]);
         assert_eq!(b["error"], b["detail"]);
         assert_eq!(b["message"], "The field `port` must be 1-65535.");
+        let q =
+            ApiError::from(Domain::QueryFailed("relation \"x\" does not exist".into())).body(None);
+        assert_eq!(
+            q["message"],
+            "The database reported an error: relation \"x\" does not exist."
+        );
     }
 
     #[test]

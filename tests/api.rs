@@ -138,7 +138,7 @@ async fn api_crud_round_trip_with_cr_secret_and_status() {
         .unwrap();
     assert_eq!(data["password"].0, b"n3w/pass");
 
-    // Listing without paging parameters (as the frontend does).
+    // Listing without paging parameters (as the frontend does): the whole list, up to 1000.
     let (code, list) = call.send("GET", "/api/v1/databases", None).await;
     assert_eq!(code, 200);
     assert_eq!(
@@ -147,7 +147,7 @@ async fn api_crud_round_trip_with_cr_secret_and_status() {
             list["page"].as_i64(),
             list["page_size"].as_i64()
         ),
-        (Some(1), Some(1), Some(20))
+        (Some(1), Some(1), Some(1000))
     );
 
     let (code, _) = call
@@ -763,10 +763,13 @@ async fn api_test_endpoint_takes_the_frontend_body_and_saves_nothing() {
             Some(body("postgresql", s.get("STACK_PG_PORT"), "wrong-Pa55")),
         )
         .await;
-    assert_eq!(code, 200, "a failed connection is a 200 with status failed");
-    assert_eq!(bad["status"], "failed");
+    assert_eq!(
+        code, 502,
+        "a failed connection is an error the frontend shows"
+    );
+    assert_eq!(bad["details"]["status"], "failed");
     assert!(
-        bad["message"]
+        bad["details"]["message"]
             .as_str()
             .unwrap()
             .contains("authentication failed"),

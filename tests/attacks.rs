@@ -13,16 +13,6 @@ use crate::support::dbhub::{pod_view, run_pod_on};
 use crate::support::scenario::{cr_of, pg_body, query, register, setup, wait_served};
 use crate::support::{stack, unique};
 
-/// The stack's test database as its superuser.
-fn pg_admin_url() -> String {
-    let admin = stack().get("STACK_PG_ADMIN_URL");
-    format!(
-        "{}/{}",
-        admin.rsplit_once('/').unwrap().0,
-        stack().get("STACK_DB_NAME")
-    )
-}
-
 struct Pg {
     admin: sqlx::PgConnection,
     table: String,
@@ -51,7 +41,9 @@ impl Pg {
                 .await
                 .unwrap();
         }
-        let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+        let mut admin = sqlx::PgConnection::connect(&crate::support::pg_admin_db_url())
+            .await
+            .unwrap();
         for s in [
             "CREATE EXTENSION IF NOT EXISTS dblink".to_string(),
             format!("CREATE ROLE {table}_ro LOGIN PASSWORD '{ro_password}'"),

@@ -146,10 +146,10 @@ fn invalid_specs() -> Vec<(&'static str, &'static str, Value, &'static [&'static
             &["spec.sslMode", "supported for type postgres only"],
         ),
         (
-            "sslMode prefer",
+            "sslMode preferred (MySQL's spelling)",
             "Database",
-            json!({"type": "postgres", "host": "h", "credentialsRef": cred, "sslMode": "prefer"}),
-            &["spec.sslMode", "Unsupported value: \"prefer\""],
+            json!({"type": "postgres", "host": "h", "credentialsRef": cred, "sslMode": "preferred"}),
+            &["spec.sslMode", "Unsupported value: \"preferred\""],
         ),
         (
             "port 0",

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use dbhub_operator::crd::{Database, DatabasePhase};
+use dbhub_operator::crd::{Database, DatabasePhase, SslMode};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
@@ -164,6 +164,55 @@ async fn database_unreachable_port_fails_within_connection_timeout() {
     .await;
     assert!(started.elapsed() < Duration::from_secs(8));
     assert!(db.status.unwrap().message.unwrap().contains("unreachable"));
+}
+
+/// libpq's `prefer` and `allow` against servers that offer no TLS (the stack's): both connect
+/// in plaintext and say so in status; `require` fails, naming TLS.
+#[tokio::test]
+async fn database_prefer_and_allow_resolve_to_what_the_server_offers() {
+    let ns = TestNamespace::new("dbtls").await;
+    let _ctl = start(&ns.name).await;
+    app_secret(&ns.api(), "creds").await;
+    let api: Api<Database> = ns.api();
+    let with = |mut spec: serde_json::Value, mode: &str| {
+        spec["sslMode"] = json!(mode);
+        spec
+    };
+    for (name, spec) in [
+        ("pg-prefer", with(pg_spec("creds"), "prefer")),
+        ("pg-allow", with(pg_spec("creds"), "allow")),
+        ("pg-require", with(pg_spec("creds"), "require")),
+        (
+            "maria-prefer",
+            with(mariadb_spec("mariadb", "creds"), "prefer"),
+        ),
+        (
+            "maria-require",
+            with(mariadb_spec("mariadb", "creds"), "require"),
+        ),
+    ] {
+        database(&api, name, spec).await;
+    }
+    for name in ["pg-prefer", "pg-allow", "maria-prefer"] {
+        let db = wait_phase(&api, name, DatabasePhase::Connected, WAIT).await;
+        let status = db.status.unwrap();
+        assert_eq!(status.effective_ssl_mode, Some(SslMode::Disable), "{name}");
+        assert_eq!(
+            status.message.as_deref(),
+            Some("connected without TLS"),
+            "{name}"
+        );
+    }
+    for name in ["pg-require", "maria-require"] {
+        let db = wait_phase(&api, name, DatabasePhase::Failed, WAIT).await;
+        let status = db.status.unwrap();
+        let message = status.message.unwrap_or_default();
+        assert!(
+            message.to_ascii_lowercase().contains("tls"),
+            "{name}: {message}"
+        );
+        assert_eq!(status.effective_ssl_mode, None, "{name}");
+    }
 }
 
 #[tokio::test]

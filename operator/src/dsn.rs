@@ -159,13 +159,26 @@ pub fn build(spec: &DatabaseSpec, creds: Option<&Credentials>) -> Result<Dsn, Ds
     Ok(Dsn(dsn))
 }
 
+/// The spec DBHub connects with: `allow`/`prefer` replaced by the mode the last check found in
+/// effect (`status.effectiveSslMode`).
+pub fn effective_spec(db: &crate::crd::Database) -> DatabaseSpec {
+    let mut spec = db.spec.clone();
+    if matches!(spec.ssl_mode, Some(SslMode::Allow | SslMode::Prefer))
+        && let Some(effective) = db.status.as_ref().and_then(|s| s.effective_ssl_mode)
+    {
+        spec.ssl_mode = Some(effective);
+    }
+    spec
+}
+
 /// DBHub's `sslmode` per engine: verify-* only exists for postgres (the CRD refuses it elsewhere,
-/// and should one slip through it is downgraded to `require`, never to no TLS).
+/// and should one slip through it is downgraded to `require`, never to no TLS). An unresolved
+/// `prefer` asks for TLS, an unresolved `allow` for none (see [`effective_spec`]).
 fn ssl_param(ty: DatabaseType, mode: Option<SslMode>) -> Option<&'static str> {
     let mode = mode?;
     Some(match (ty, mode) {
-        (_, SslMode::Disable) => "disable",
-        (_, SslMode::Require) => "require",
+        (_, SslMode::Disable | SslMode::Allow) => "disable",
+        (_, SslMode::Require | SslMode::Prefer) => "require",
         (DatabaseType::Postgres, SslMode::VerifyCa) => "verify-ca",
         (DatabaseType::Postgres, SslMode::VerifyFull) => "verify-full",
         (_, SslMode::VerifyCa | SslMode::VerifyFull) => "require",

@@ -17,6 +17,9 @@ pub struct Probed {
     pub server_version: String,
     /// Connect + query time.
     pub latency: Duration,
+    /// The TLS mode that connected (`allow` and `prefer` resolved); None when the spec names
+    /// none (the driver's default) or for sqlite.
+    pub ssl_mode: Option<SslMode>,
 }
 
 /// A failed check, with a message that is safe to show anywhere.
@@ -61,24 +64,62 @@ impl ProbeError {
     }
 }
 
-/// Checks the database once. `creds` is required for every type but sqlite.
+/// The modes to try, in order, for `mode`: libpq's `prefer` tries TLS then plaintext, `allow`
+/// plaintext then TLS; the others are tried as they are.
+fn attempts(mode: Option<SslMode>) -> Vec<Option<SslMode>> {
+    match mode {
+        Some(SslMode::Prefer) => vec![Some(SslMode::Require), Some(SslMode::Disable)],
+        Some(SslMode::Allow) => vec![Some(SslMode::Disable), Some(SslMode::Require)],
+        other => vec![other],
+    }
+}
+
+/// Whether the next attempt may still connect after `e`: `prefer` falls back to plaintext only
+/// when TLS could not be negotiated; `allow` tries TLS after any refusal of plaintext by a
+/// server that answered.
+fn worth_next(requested: Option<SslMode>, e: &ProbeError) -> bool {
+    match requested {
+        Some(SslMode::Prefer) => matches!(e, ProbeError::Tls(_)),
+        Some(SslMode::Allow) => !matches!(e, ProbeError::Timeout(_) | ProbeError::Unreachable(_)),
+        _ => false,
+    }
+}
+
+/// Checks the database once (for `allow`/`prefer`, up to two connections). `creds` is
+/// required for every type but sqlite.
 pub async fn probe(spec: &DatabaseSpec, creds: Option<&Credentials>) -> Result<Probed, ProbeError> {
     let timeout = Duration::from_secs(spec.connection_timeout.max(1) as u64);
     let secrets = creds.map(Credentials::secrets).unwrap_or_default();
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, connect_and_query(spec, creds))
+    let try_all = async {
+        let mut last = ProbeError::Other("no attempt".into());
+        for mode in attempts(spec.ssl_mode) {
+            let attempt = DatabaseSpec {
+                ssl_mode: mode,
+                ..spec.clone()
+            };
+            match connect_and_query(&attempt, creds).await {
+                Ok(version) => return Ok((version, mode)),
+                Err(e) if worth_next(spec.ssl_mode, &e) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    };
+    let result = tokio::time::timeout(timeout, try_all)
         .await
         .map_err(|_| ProbeError::Timeout(timeout.as_secs()))
         .and_then(|r| r.map_err(|e| e.cleaned(&secrets)));
-    let engine = serde_json::to_value(spec.db_type)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
-    crate::metrics::probe(&engine, result.is_ok(), started.elapsed().as_secs_f64());
-    let version = result?;
+    crate::metrics::probe(
+        &spec.db_type.to_string(),
+        result.is_ok(),
+        started.elapsed().as_secs_f64(),
+    );
+    let (version, ssl_mode) = result?;
     Ok(Probed {
         server_version: version,
         latency: started.elapsed(),
+        ssl_mode: ssl_mode.filter(|_| spec.db_type != DatabaseType::Sqlite),
     })
 }
 
@@ -97,7 +138,8 @@ async fn connect_and_query(
         DatabaseType::Postgres => {
             let c = creds.ok_or_else(missing)?;
             let mode = match spec.ssl_mode {
-                None => sqlx::postgres::PgSslMode::Prefer,
+                None | Some(SslMode::Prefer) => sqlx::postgres::PgSslMode::Prefer,
+                Some(SslMode::Allow) => sqlx::postgres::PgSslMode::Allow,
                 Some(SslMode::Disable) => sqlx::postgres::PgSslMode::Disable,
                 Some(SslMode::Require) => sqlx::postgres::PgSslMode::Require,
                 Some(SslMode::VerifyCa) => sqlx::postgres::PgSslMode::VerifyCa,
@@ -126,7 +168,9 @@ async fn connect_and_query(
         DatabaseType::Mysql | DatabaseType::Mariadb => {
             let c = creds.ok_or_else(missing)?;
             let mode = match spec.ssl_mode {
-                None => sqlx::mysql::MySqlSslMode::Preferred,
+                None | Some(SslMode::Prefer | SslMode::Allow) => {
+                    sqlx::mysql::MySqlSslMode::Preferred
+                }
                 Some(SslMode::Disable) => sqlx::mysql::MySqlSslMode::Disabled,
                 Some(_) => sqlx::mysql::MySqlSslMode::Required,
             };
@@ -184,7 +228,9 @@ async fn sqlserver(
     config.authentication(tiberius::AuthMethod::sql_server(&c.user, &c.password));
     config.application_name("dbhub-operator");
     match spec.ssl_mode {
-        Some(SslMode::Disable) => config.encryption(tiberius::EncryptionLevel::NotSupported),
+        Some(SslMode::Disable | SslMode::Allow) => {
+            config.encryption(tiberius::EncryptionLevel::NotSupported)
+        }
         // DBHub's `require` encrypts without verifying the certificate; check the same way.
         _ => {
             config.encryption(tiberius::EncryptionLevel::Required);
@@ -288,6 +334,21 @@ impl ProbeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_and_prefer_try_both_modes_in_libpq_order() {
+        use SslMode::*;
+        assert_eq!(attempts(Some(Prefer)), [Some(Require), Some(Disable)]);
+        assert_eq!(attempts(Some(Allow)), [Some(Disable), Some(Require)]);
+        assert_eq!(attempts(Some(VerifyFull)), [Some(VerifyFull)]);
+        let tls = ProbeError::Tls("server does not support TLS".into());
+        let auth = ProbeError::AuthFailed("no pg_hba.conf entry".into());
+        assert!(worth_next(Some(Prefer), &tls) && !worth_next(Some(Prefer), &auth));
+        assert!(
+            worth_next(Some(Allow), &auth) && !worth_next(Some(Allow), &ProbeError::Timeout(3))
+        );
+        assert!(!worth_next(Some(Require), &tls));
+    }
 
     #[test]
     fn permanence_follows_the_cause() {

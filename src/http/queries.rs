@@ -23,7 +23,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// Run SQL on the database through DBHub. A read-only database refuses anything but plain
 /// reads (403 READONLY_VIOLATION); writes need the `update` permission (403 FORBIDDEN).
-#[utoipa::path(post, path = "/api/v1/databases/{id}/query", tag = "queries", request_body = QueryInput,
+#[utoipa::path(post, operation_id = "runQuery", path = "/api/v1/databases/{id}/query", tag = "queries", request_body = QueryInput,
     params(("id" = String, Path, description = "Database id"), Space), security(("bearer" = [])),
     responses((status = 200, description = "The result; columns in the database's order", body = QueryOutput),
         Standard, Body, Upstream))]
@@ -42,7 +42,7 @@ async fn run(
 }
 
 /// The caller's query history on one database, newest first.
-#[utoipa::path(get, path = "/api/v1/databases/{id}/history", tag = "queries",
+#[utoipa::path(get, operation_id = "getDatabaseHistory", path = "/api/v1/databases/{id}/history", tag = "queries",
     params(("id" = String, Path, description = "Database id"), HistoryParams, Space), security(("bearer" = [])),
     responses((status = 200, description = "A page of the caller's runs", body = HistoryPage), Standard))]
 async fn database_history(
@@ -55,7 +55,7 @@ async fn database_history(
 }
 
 /// The caller's query history across the space, newest first.
-#[utoipa::path(get, path = "/api/v1/query-history", tag = "queries",
+#[utoipa::path(get, operation_id = "getQueryHistory", path = "/api/v1/query-history", tag = "queries",
     params(HistoryParams, Space), security(("bearer" = [])),
     responses((status = 200, description = "A page of the caller's runs", body = HistoryPage), Standard))]
 async fn space_history(

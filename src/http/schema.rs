@@ -42,7 +42,7 @@ struct SchemaFilter {
 }
 
 /// Schemas (`type=schema`, default) or tables (`type=table`).
-#[utoipa::path(get, path = "/api/v1/databases/{id}/schema", tag = "schema",
+#[utoipa::path(get, operation_id = "getSchema", path = "/api/v1/databases/{id}/schema", tag = "schema",
     params(("id" = String, Path, description = "Database id"), SchemaParams, Space), security(("bearer" = [])),
     responses((status = 200, description = "`{schemas}` or `{tables}`", body = SchemaListing), Standard, Upstream))]
 async fn schema(
@@ -70,7 +70,7 @@ async fn schema(
 }
 
 /// The database's tables.
-#[utoipa::path(get, path = "/api/v1/databases/{id}/tables", tag = "schema",
+#[utoipa::path(get, operation_id = "getTables", path = "/api/v1/databases/{id}/tables", tag = "schema",
     params(("id" = String, Path, description = "Database id"), SchemaFilter, Space), security(("bearer" = [])),
     responses((status = 200, description = "Tables", body = TableList), Standard, Upstream))]
 async fn tables(
@@ -88,7 +88,7 @@ async fn tables(
 }
 
 /// A table's columns, with primary keys from the index data and foreign keys from the catalog.
-#[utoipa::path(get, path = "/api/v1/databases/{id}/tables/{table}/columns", tag = "schema",
+#[utoipa::path(get, operation_id = "getTableColumns", path = "/api/v1/databases/{id}/tables/{table}/columns", tag = "schema",
     params(("id" = String, Path, description = "Database id"), ("table" = String, Path, description = "Table name"), SchemaFilter, Space),
     security(("bearer" = [])),
     responses((status = 200, description = "Columns in table order", body = ColumnList), Standard, Upstream))]

@@ -77,6 +77,7 @@ pub fn observed(db: &Database) -> Option<Observed> {
             .last_checked
             .as_deref()
             .and_then(|t| t.parse::<Timestamp>().ok()),
+        effective_ssl_mode: s.effective_ssl_mode,
     })
 }
 

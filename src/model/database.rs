@@ -122,6 +122,9 @@ pub struct Observed {
     /// When it was last checked.
     #[serde(with = "optional_time")]
     pub last_checked: Option<Timestamp>,
+    /// The TLS mode the last successful check connected with (`allow`/`prefer` resolved).
+    #[serde(default, with = "empty_as_none")]
+    pub effective_ssl_mode: Option<SslMode>,
 }
 
 impl Observed {
@@ -131,6 +134,7 @@ impl Observed {
             phase: DatabasePhase::Pending,
             message: String::new(),
             last_checked: None,
+            effective_ssl_mode: None,
         }
     }
 }
@@ -148,6 +152,8 @@ mod tests {
     fn ssl_modes_round_trip_through_their_text() {
         for m in [
             SslMode::Disable,
+            SslMode::Allow,
+            SslMode::Prefer,
             SslMode::Require,
             SslMode::VerifyCa,
             SslMode::VerifyFull,
@@ -155,7 +161,8 @@ mod tests {
             assert_eq!(m.to_string().parse::<SslMode>(), Ok(m));
         }
         assert_eq!(SslMode::VerifyCa.to_string(), "verify-ca");
-        assert!("prefer".parse::<SslMode>().is_err());
+        assert_eq!(SslMode::Prefer.to_string(), "prefer");
+        assert!("preferred".parse::<SslMode>().is_err());
     }
 
     #[test]

@@ -34,13 +34,14 @@ pub struct QueryInput {
     /// SQL; several statements may be separated by `;`.
     #[schema(value_type = String, required = true)]
     pub query: Option<String>,
-    /// Bind parameters: DBHub's execute_sql has none, so only an empty list/object is accepted.
+    /// Bind parameters: DBHub's execute_sql has none, so only an empty list (`[]`) or object
+    /// (`{}`, what the frontend sends) or null is accepted.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub params: Option<Value>,
     /// Alias of `params`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub parameters: Option<Value>,
     /// Row limit for this run; can only lower the database's `max_rows`.
     #[serde(default)]

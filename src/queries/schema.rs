@@ -18,6 +18,10 @@ pub struct Table {
     pub schema: String,
     /// Row count from the engine's statistics; null when it has none.
     pub row_count: Option<i64>,
+    /// Same as row_count (the notebook's data-source picker); absent when the count is unknown.
+    #[serde(rename = "rowCount", skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub row_count_alias: Option<i64>,
 }
 
 /// Schemas or tables (`?type=`).
@@ -100,6 +104,7 @@ fn to_tables(results: &[Value]) -> Vec<Table> {
             name: text(t, "name"),
             schema: text(t, "schema"),
             row_count: t.get("row_count").and_then(Value::as_i64),
+            row_count_alias: t.get("row_count").and_then(Value::as_i64),
         })
         .collect()
 }
@@ -321,11 +326,25 @@ pub fn foreign_key_sql(engine: DatabaseType, schema: &str, table: &str) -> Optio
         DatabaseType::Sqlite => {
             format!("SELECT \"from\" AS column_name FROM pragma_foreign_key_list('{table}')")
         }
-        _ => format!(
-            "SELECT kcu.column_name AS column_name FROM information_schema.table_constraints tc \
-             JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name \
-             AND kcu.constraint_schema = tc.constraint_schema AND kcu.table_name = tc.table_name \
-             WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = '{schema}' AND tc.table_name = '{table}'"
+        // The catalogs, not information_schema.table_constraints: that view hides constraints
+        // of tables the user may only read, which is the usual read-only account.
+        DatabaseType::Postgres => format!(
+            "SELECT a.attname AS column_name FROM pg_catalog.pg_constraint c \
+             JOIN pg_catalog.pg_class t ON t.oid = c.conrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) \
+             WHERE c.contype = 'f' AND n.nspname = '{schema}' AND t.relname = '{table}'"
+        ),
+        DatabaseType::Mysql | DatabaseType::Mariadb => format!(
+            "SELECT column_name AS column_name FROM information_schema.key_column_usage \
+             WHERE referenced_table_name IS NOT NULL AND table_schema = '{schema}' AND table_name = '{table}'"
+        ),
+        DatabaseType::Sqlserver => format!(
+            "SELECT c.name AS column_name FROM sys.foreign_key_columns f \
+             JOIN sys.columns c ON c.object_id = f.parent_object_id AND c.column_id = f.parent_column_id \
+             JOIN sys.tables t ON t.object_id = f.parent_object_id \
+             JOIN sys.schemas s ON s.schema_id = t.schema_id \
+             WHERE s.name = '{schema}' AND t.name = '{table}'"
         ),
     })
 }

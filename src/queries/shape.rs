@@ -14,8 +14,9 @@ pub struct StatementOutput {
     /// Column names in the database's order (empty when no row came back: DBHub sends names
     /// only with rows).
     pub columns: Vec<String>,
-    /// Rows as objects, keys in column order.
-    #[schema(value_type = Vec<Object>)]
+    /// Rows as objects, keys in column order; a cell is any JSON value (numbers, strings,
+    /// booleans, null, or nested JSON for json columns).
+    #[schema(value_type = Vec<std::collections::HashMap<String, serde_json::Value>>)]
     pub rows: Vec<Map<String, Value>>,
     /// Rows returned, or rows affected by a write.
     pub row_count: i64,
@@ -29,8 +30,9 @@ pub struct StatementOutput {
 pub struct QueryOutput {
     /// Column names in the database's order.
     pub columns: Vec<String>,
-    /// Rows as objects, keys in column order.
-    #[schema(value_type = Vec<Object>)]
+    /// Rows as objects, keys in column order; a cell is any JSON value (numbers, strings,
+    /// booleans, null, or nested JSON for json columns).
+    #[schema(value_type = Vec<std::collections::HashMap<String, serde_json::Value>>)]
     pub rows: Vec<Map<String, Value>>,
     /// Rows returned, or rows affected by a write.
     pub row_count: i64,

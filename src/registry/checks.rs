@@ -21,6 +21,8 @@ pub struct CheckOutcome {
     pub message: String,
     /// Connect + query time, when it connected.
     pub latency_ms: Option<i64>,
+    /// The TLS mode that connected (`allow`/`prefer` resolved).
+    pub ssl_mode: Option<dbhub_operator::crd::SslMode>,
 }
 
 impl From<std::result::Result<probe::Probed, probe::ProbeError>> for CheckOutcome {
@@ -28,8 +30,15 @@ impl From<std::result::Result<probe::Probed, probe::ProbeError>> for CheckOutcom
         match r {
             Ok(p) => Self {
                 connected: true,
-                message: format!("connected: {}", p.server_version),
+                message: match p.ssl_mode {
+                    Some(dbhub_operator::crd::SslMode::Disable) => {
+                        format!("connected without TLS: {}", p.server_version)
+                    }
+                    Some(_) => format!("connected with TLS: {}", p.server_version),
+                    None => format!("connected: {}", p.server_version),
+                },
                 latency_ms: Some(p.latency.as_millis() as i64),
+                ssl_mode: p.ssl_mode,
             },
             Err(e) => Self::failed(e.to_string()),
         }
@@ -42,6 +51,7 @@ impl CheckOutcome {
             connected: false,
             message,
             latency_ms: None,
+            ssl_mode: None,
         }
     }
 }
@@ -93,19 +103,57 @@ impl Limiter {
 }
 
 impl Registry {
-    /// Checks a connection without saving anything.
+    /// Checks a connection without saving anything. The edit form's test names the record
+    /// (`id`) and sends no password: then the record's stored password is used, with the
+    /// edited connection details over the stored ones.
     pub async fn test_unsaved(&self, caller: &Caller, t: &TestInput) -> Result<CheckOutcome> {
-        caller.require(Permission::Create)?;
+        let record = match t.record_id() {
+            Some(id) if t.password.as_deref().is_none_or(str::is_empty) => {
+                caller.require(Permission::Update)?;
+                Some(self.find(caller, id).await?)
+            }
+            _ => {
+                caller.require(Permission::Create)?;
+                None
+            }
+        };
         self.tests.admit(&caller.user_id)?;
-        let valid = validate(&t.as_database_input(), None).map_err(Error::Invalid)?;
+        let base = record.as_ref().map(|r| &r.settings);
+        let valid = validate(&t.as_database_input(), base).map_err(Error::Invalid)?;
         self.allowed(&valid.settings).await?;
-        let creds = valid.password.map(|password| Credentials {
+        let password = match (valid.password, &record) {
+            (Some(p), _) => Some(p),
+            (None, Some(r)) => self.stored_password(r).await?,
+            (None, None) => None,
+        };
+        let creds = password.map(|password| Credentials {
             user: valid.settings.username.clone(),
             password,
         });
         Ok(probe::probe(&valid.settings.cr_spec(None), creds.as_ref())
             .await
             .into())
+    }
+
+    /// The password kept for `r` (read as the operator reads it).
+    async fn stored_password(&self, r: &crate::model::Database) -> Result<Option<String>> {
+        let cr = self
+            .cluster
+            .fresh_database(&r.cr_name)
+            .await?
+            .ok_or_else(|| {
+                Error::Conflict(
+                    "The database's Kubernetes resource is missing; register the database again."
+                        .into(),
+                )
+            })?;
+        match self.cluster.credentials(&cr).await {
+            Ok(logins) => Ok(logins.map(|l| l.main.password)),
+            Err(CredentialsProblem::Unreachable(e)) => Err(e.into()),
+            Err(CredentialsProblem::Unusable(why)) => Err(Error::Conflict(format!(
+                "The stored credentials cannot be read ({why}); send the password."
+            ))),
+        }
     }
 
     /// Re-checks a registered database now, with the credentials its CR references.
@@ -141,6 +189,7 @@ impl Registry {
             },
             message: outcome.message.clone(),
             last_checked: Some(Timestamp::now()),
+            effective_ssl_mode: outcome.ssl_mode,
         };
         self.store
             .mirror_status(&record.scope, &record.id, &observed)

@@ -77,6 +77,8 @@ pub struct Options {
     pub limits: aether_dbhub::http::Limits,
     /// How long a request waits for one of the 4 pooled Neo4j connections.
     pub acquire_timeout: std::time::Duration,
+    /// Origins browsers may call from (CORS).
+    pub cors: aether_dbhub::http::cors::Origins,
 }
 
 impl Default for Options {
@@ -88,6 +90,7 @@ impl Default for Options {
             mode: InstanceMode::PerSpace,
             limits: Default::default(),
             acquire_timeout: std::time::Duration::from_secs(2),
+            cors: Default::default(),
         }
     }
 }
@@ -164,6 +167,7 @@ pub async fn serve_opts(namespace: &str, kube: kube::Client, options: Options) -
         policy: options.policy,
         test_rate_limit: options.test_rate_limit,
         limits: options.limits,
+        cors: options.cors,
         store: store_with(options.acquire_timeout).await,
         verifier: Arc::new(Verifier::from_args(&auth).unwrap()),
     });

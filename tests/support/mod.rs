@@ -125,6 +125,16 @@ pub fn test_policy() -> dbhub_operator::policy::ConnectionPolicy {
 }
 
 /// A short random suffix for names that must not collide between tests or runs.
+/// The stack's test database as the PostgreSQL superuser (roles, grants, extensions).
+pub fn pg_admin_db_url() -> String {
+    let admin = stack().get("STACK_PG_ADMIN_URL");
+    format!(
+        "{}/{}",
+        admin.rsplit_once('/').unwrap().0,
+        stack().get("STACK_DB_NAME")
+    )
+}
+
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}-{}", &id[..10])

@@ -19,7 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::credentials::{self, CredentialsError};
 use super::{Error, MANAGER, Result, conditions};
-use crate::crd::{Database, DatabasePhase, DatabaseStatus};
+use crate::crd::{Database, DatabasePhase, DatabaseStatus, SslMode};
 use crate::probe::{self, ProbeError, Probed};
 
 /// The condition reporting the read-only login, when one is configured.
@@ -259,10 +259,12 @@ fn next_status(
     }
     match outcome {
         Outcome::Connected { probed: p, .. } => {
+            let said = connected_message(p.ssl_mode);
             s.phase = Some(DatabasePhase::Connected);
-            s.message = Some("connected".into());
+            s.message = Some(said.into());
             s.server_version = Some(p.server_version.clone());
             s.latency_ms = Some(p.latency.as_millis() as i64);
+            s.effective_ssl_mode = p.ssl_mode;
             conditions::set(
                 &mut s.conditions,
                 "CredentialsResolved",
@@ -277,7 +279,7 @@ fn next_status(
                 "Ready",
                 true,
                 "Connected",
-                "connected",
+                said,
                 generation,
                 now,
             );
@@ -411,6 +413,15 @@ async fn publish_transition(recorder: &Recorder, db: &Database, new: &DatabaseSt
 fn error_policy(db: Arc<Database>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(db.name = %db.name_any(), error = %error, kind = error.metric_label(), "database reconcile failed; retrying");
     Action::requeue(Duration::from_secs(15))
+}
+
+/// What a successful check says about TLS (`allow`/`prefer` resolve to one or the other).
+fn connected_message(mode: Option<SslMode>) -> &'static str {
+    match mode {
+        Some(SslMode::Disable) => "connected without TLS",
+        Some(_) => "connected with TLS",
+        None => "connected",
+    }
 }
 
 #[cfg(test)]

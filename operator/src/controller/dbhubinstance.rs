@@ -181,9 +181,11 @@ async fn dsns(
                 continue;
             }
         };
-        let read = dsn::build(&db.spec, logins.as_ref().map(|l| l.for_reads()));
+        // `allow`/`prefer` as the last check resolved them.
+        let spec = dsn::effective_spec(&db);
+        let read = dsn::build(&spec, logins.as_ref().map(|l| l.for_reads()));
         let (readonly, _) = dbhub_config::policy(&inst.spec, &db);
-        let write = dsn::build(&db.spec, logins.as_ref().map(|l| &l.main));
+        let write = dsn::build(&spec, logins.as_ref().map(|l| &l.main));
         match (read, write) {
             (Ok(r), Ok(w)) => {
                 dsns.insert(entry.env.clone(), r.expose().to_string());

@@ -49,7 +49,7 @@ use super::defaults;
         .message("spec.credentialsRef is required for type postgres, mysql, mariadb and sqlserver")
         .field_path(".credentialsRef"),
     validation = Rule::new("!has(self.sslMode) || !(self.sslMode in ['verify-ca', 'verify-full']) || self.type == 'postgres'")
-        .message("spec.sslMode verify-ca and verify-full are supported for type postgres only; use disable or require")
+        .message("spec.sslMode verify-ca and verify-full are supported for type postgres only; use disable, allow, prefer or require")
         .field_path(".sslMode"),
     validation = Rule::new("self.type != 'sqlite' || !has(self.sslMode)")
         .message("spec.sslMode must not be set for type sqlite")
@@ -181,12 +181,18 @@ text_form!(DatabaseType);
 text_form!(SslMode);
 text_form!(DatabasePhase);
 
-/// TLS mode for the connection, as DBHub understands it.
+/// TLS mode for the connection. `allow` and `prefer` mean what they mean in libpq and are
+/// resolved at each check (the mode in effect is `status.effectiveSslMode`, which is what DBHub
+/// is configured with); the others are passed to DBHub as they are.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     /// No TLS.
     Disable,
+    /// Plaintext, or TLS when the server refuses plaintext.
+    Allow,
+    /// TLS when the server offers it, plaintext otherwise.
+    Prefer,
     /// TLS without certificate verification.
     Require,
     /// TLS, verifying the server certificate's CA (postgres only).
@@ -251,6 +257,10 @@ pub struct DatabaseStatus {
     /// Milliseconds the last successful check took (connect + query).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
+    /// The TLS mode in effect after the last successful check (`allow` and `prefer` resolved
+    /// to `disable` or `require`); DBHub connects with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_ssl_mode: Option<SslMode>,
     /// The spec generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

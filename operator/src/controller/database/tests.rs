@@ -9,6 +9,7 @@ fn ok() -> Outcome {
         probed: Probed {
             server_version: "PostgreSQL 15".into(),
             latency: Duration::from_millis(7),
+            ssl_mode: None,
         },
         readonly: None,
     }
@@ -134,6 +135,7 @@ fn a_read_only_login_is_reported_in_its_own_condition() {
         probed: Probed {
             server_version: "PostgreSQL 15".into(),
             latency: Duration::from_millis(7),
+            ssl_mode: None,
         },
         readonly: Some(true),
     };
