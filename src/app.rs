@@ -155,9 +155,14 @@ pub fn wire(w: Wiring) -> AppState {
         hubs,
         w.limits.sql,
     ));
+    let saved = Arc::new(crate::saved::SavedQueries::new(
+        w.store.clone(),
+        queries.clone(),
+    ));
     AppState {
         registry,
         queries,
+        saved,
         store: w.store,
         kube: w.kube,
         verifier: w.verifier,

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod queries;
 pub mod registry;
+pub mod saved;
 pub mod sql;
 pub mod storage;
 pub mod telemetry;

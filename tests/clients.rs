@@ -1,7 +1,7 @@
 //! Clients generated from the committed OpenAPI document must work for their authors: a
 //! TypeScript client generated with openapi-typescript, called through openapi-fetch by
 //! `tests/clients/typescript/client.ts` (list, create, test, query, read cells, tables and
-//! columns, history, delete), type-checks with `tsc --noEmit` under `strict`. The tools are the
+//! columns, saved queries, history, delete), type-checks with `tsc --noEmit` under `strict`. The tools are the
 //! versions `scripts/lib/build.sh` pins, installed from npm into the cache by `scripts/stack`.
 
 use std::path::Path;

@@ -19,5 +19,6 @@ mod packaging;
 mod policy;
 mod queries;
 mod rbac;
+mod saved;
 mod serve;
 mod smoke;

@@ -6,7 +6,6 @@ mod dto;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -14,8 +13,9 @@ use self::dto::{DatabaseList, DatabaseRecord, TestResult};
 use super::AppState;
 use super::context::Space;
 use super::extract::{JsonBody, Path, Query};
+use super::paging::{Paging, paging};
 use super::problems::{Body, Standard};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult};
 use crate::registry::{CheckOutcome, DatabaseInput, TestInput};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -24,44 +24,6 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(test_unsaved))
         .routes(routes!(read, update, remove))
         .routes(routes!(test_saved))
-}
-
-/// `?page=1&page_size=20`; with neither, the whole list (at most [`WHOLE_LIST`] records, as the
-/// frontend never pages).
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct Paging {
-    /// 1-based page (default 1 when `page_size` is given; without both the whole list is
-    /// returned, up to 1000 records).
-    #[param(value_type = Option<i64>)]
-    page: Option<String>,
-    /// Records per page, 1-100 (default 20 when `page` is given).
-    #[param(value_type = Option<i64>)]
-    page_size: Option<String>,
-}
-
-/// The most records one unpaged `GET /databases` returns.
-pub const WHOLE_LIST: i64 = 1000;
-
-fn paging(p: &Paging) -> ApiResult<(i64, i64)> {
-    if p.page.is_none() && p.page_size.is_none() {
-        return Ok((1, WHOLE_LIST));
-    }
-    let mut errs = Vec::new();
-    let parse =
-        |v: &Option<String>, d: i64| v.as_deref().map_or(Some(d), |s| s.trim().parse().ok());
-    let page = parse(&p.page, 1).filter(|n| *n >= 1);
-    let size = parse(&p.page_size, 20).filter(|n| (1..=100).contains(n));
-    if page.is_none() {
-        errs.push(FieldError::new("page", "a whole number from 1"));
-    }
-    if size.is_none() {
-        errs.push(FieldError::new("page_size", "a whole number from 1 to 100"));
-    }
-    match (page, size) {
-        (Some(a), Some(b)) => Ok((a, b)),
-        _ => Err(ApiError::Validation(errs)),
-    }
 }
 
 /// List the space's databases, newest first: without `page` and `page_size` all of them (at most
@@ -142,7 +104,7 @@ async fn update(
     ))
 }
 
-/// Remove a database: its record, Database CR, Secret and query history.
+/// Remove a database: its record, Database CR, Secret, query history and saved queries.
 #[utoipa::path(delete, operation_id = "deleteDatabase", path = "/api/v1/databases/{id}", tag = "databases",
     params(("id" = String, Path, description = "Database id"), Space), security(("bearer" = [])),
     responses((status = 204, description = "Removed"), Standard))]

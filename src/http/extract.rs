@@ -45,6 +45,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+/// A JSON body that may also be absent (an empty body reads as `T::default()`), for actions
+/// whose every field is optional (`/execute`, `/duplicate`).
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let limit = state.limits.max_body_bytes;
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        JsonBody::from_request(req, state).await.map(|b| Self(b.0))
+    }
+}
+
 /// Deserializes `bytes` as `T`, reporting where it failed without quoting values.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);

@@ -10,8 +10,10 @@ mod extract;
 mod health;
 mod layers;
 pub mod openapi;
+mod paging;
 mod problems;
 mod queries;
+mod saved;
 mod schema;
 
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct AppState {
     pub registry: Arc<crate::registry::Registry>,
     /// The query use cases.
     pub queries: Arc<crate::queries::Queries>,
+    /// The saved-query use cases.
+    pub saved: Arc<crate::saved::SavedQueries>,
     /// The Aether graph (space resolution, readiness).
     pub store: Store,
     /// The Kubernetes API (readiness).
@@ -76,6 +80,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(databases::router())
         .merge(queries::router())
         .merge(schema::router())
+        .merge(saved::router())
 }
 
 /// The whole HTTP application.

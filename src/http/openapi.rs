@@ -26,7 +26,8 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags((name = "databases", description = "Database connections of a space"),
          (name = "queries", description = "SQL through DBHub and the caller's query history"),
-         (name = "schema", description = "Schemas, tables and columns through DBHub"))
+         (name = "schema", description = "Schemas, tables and columns through DBHub"),
+         (name = "saved-queries", description = "Queries users keep, share and run"))
 )]
 pub struct ApiDoc;
 

@@ -88,13 +88,18 @@ impl Caller {
         self.role.grants(p)
     }
 
-    /// [`super::Error::Forbidden`] unless the role grants `p`.
+    /// [`super::Error::Forbidden`] unless the role grants `p` (on databases).
     pub fn require(&self, p: Permission) -> super::Result<()> {
+        self.require_on(p, "databases")
+    }
+
+    /// [`super::Error::Forbidden`] unless the role grants `p` on `what` (a plural noun).
+    pub fn require_on(&self, p: Permission, what: &str) -> super::Result<()> {
         if self.can(p) {
             Ok(())
         } else {
             Err(super::Error::Forbidden(format!(
-                "Your role in this space ({}) may not {} databases here; ask an owner or admin of the space.",
+                "Your role in this space ({}) may not {} {what} here; ask an owner or admin of the space.",
                 self.role.as_str(),
                 p.verb()
             )))

@@ -36,6 +36,9 @@ pub struct Execution {
     pub duration_ms: i64,
     /// When it ran (RFC 3339).
     pub executed_at: String,
+    /// The saved query this was a run of, if any.
+    #[serde(default, deserialize_with = "super::forms::empty_as_none::deserialize")]
+    pub saved_query_id: Option<String>,
     /// Nanoseconds since the epoch (ordering and the history cursor).
     #[serde(skip_serializing)]
     #[schema(ignore)]

@@ -1,15 +1,17 @@
 //! The records every layer speaks: who is calling in which space ([`access`]), a registered
-//! database ([`database`]), a recorded query run ([`history`]), and how a use case can fail
+//! database ([`database`]), a recorded query run ([`history`]), a saved query ([`saved`]), and how a use case can fail
 //! ([`Error`]). No I/O here; storage, Kubernetes and HTTP convert to and from these types.
 
 pub mod access;
 pub mod database;
 pub mod forms;
 pub mod history;
+pub mod saved;
 
 pub use access::{Caller, Permission, Role};
 pub use database::{Database, Observed, Scope, Settings};
 pub use history::Execution;
+pub use saved::{Listed, SavedQuery, Visibility};
 
 /// One invalid input field.
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]

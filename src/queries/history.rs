@@ -46,6 +46,7 @@ pub(super) fn started(caller: &Caller, db: &Database, sql: &str) -> Execution {
         duration_ms: 0,
         executed_at: now.to_string(),
         executed_ns: i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX),
+        saved_query_id: None,
     }
 }
 

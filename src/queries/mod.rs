@@ -55,6 +55,15 @@ pub struct QueryInput {
     pub mode: Option<String>,
 }
 
+/// A successful run.
+#[derive(Debug)]
+pub struct Ran {
+    /// What it returned.
+    pub output: QueryOutput,
+    /// When it started (as its history entry says).
+    pub executed_at: String,
+}
+
 /// Where a statement is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
@@ -194,11 +203,27 @@ impl Queries {
         input: &QueryInput,
         on_budget: impl FnOnce(Duration),
     ) -> Result<QueryOutput> {
+        Ok(self
+            .run_as(caller, id, input, None, on_budget)
+            .await?
+            .output)
+    }
+
+    /// [`Queries::run`], recording the run as one of saved query `saved` when given.
+    pub async fn run_as(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: &QueryInput,
+        saved: Option<&str>,
+        on_budget: impl FnOnce(Duration),
+    ) -> Result<Ran> {
         let db = self.registry.connected(caller, id).await?;
         on_budget(self.budget(&db));
         let (sql, limit, mode) = validate(input, db.settings.max_rows)?;
         let started = Instant::now();
         let mut run = history::started(caller, &db, &sql);
+        run.saved_query_id = saved.map(String::from);
         let (source, sent) = match self.route(caller, &db, &sql, mode).await {
             Ok(Route::Read(sent)) => (Source::Read, sent),
             Ok(Route::Write) => (Source::Write, sql.clone()),
@@ -226,7 +251,10 @@ impl Queries {
                 (run.status, run.row_count, run.truncated) =
                     ("success".into(), shaped.row_count, shaped.truncated);
                 self.record(&run).await;
-                Ok(shaped)
+                Ok(Ran {
+                    output: shaped,
+                    executed_at: run.executed_at,
+                })
             }
             Err(e) => {
                 let e = hub_error(e);

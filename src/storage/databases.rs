@@ -34,10 +34,13 @@ const LIST: &str = "MATCH (d:Database {tenant_id: $tenant_id, space_id: $space_i
     RETURN size(found) AS total, found[$skip..$skip + $limit] AS page";
 const UPDATE: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) \
     SET d += $fields, d.updated_at = $now RETURN d";
+// The database's history and saved queries go with it.
 const DELETE: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) \
     OPTIONAL MATCH (q:QueryExecution {tenant_id: $tenant_id, space_id: $space_id, database_id: $id}) \
-    WITH d, d.id AS id, collect(q) AS runs FOREACH (r IN runs | DETACH DELETE r) \
-    DETACH DELETE d RETURN id";
+    WITH d, collect(q) AS runs FOREACH (r IN runs | DETACH DELETE r) \
+    WITH d OPTIONAL MATCH (sq:SavedQuery {tenant_id: $tenant_id, space_id: $space_id, database_id: $id}) \
+    WITH d, collect(sq) AS saved FOREACH (x IN saved | DETACH DELETE x) \
+    WITH d, d.id AS id DETACH DELETE d RETURN id";
 // Only a newer observation replaces the stored one (timestamps are stored so that their text
 // sorts as they do).
 const MIRROR_STATUS: &str = "MATCH (d:Database {id: $id, tenant_id: $tenant_id, space_id: $space_id}) \
@@ -55,8 +58,8 @@ pub(super) fn scoped(q: &str, s: &Scope) -> Query {
         .param("space_id", s.space_id.as_str())
 }
 
-/// The graph properties of `value` (a flat struct: strings, numbers, booleans), named as its
-/// serde form names them — the same names the record is read back with.
+/// The graph properties of `value` (a flat struct: strings, numbers, booleans, lists of
+/// strings), named as its serde form names them — the same names the record is read back with.
 pub(super) fn properties<T: serde::Serialize>(value: &T) -> BoltType {
     let map: std::collections::HashMap<String, BoltType> = match serde_json::to_value(value) {
         Ok(serde_json::Value::Object(m)) => m
@@ -65,7 +68,16 @@ pub(super) fn properties<T: serde::Serialize>(value: &T) -> BoltType {
                 let bolt: BoltType = match v {
                     serde_json::Value::String(s) => s.into(),
                     serde_json::Value::Bool(b) => b.into(),
-                    serde_json::Value::Number(n) => n.as_i64()?.into(),
+                    serde_json::Value::Number(n) => match n.as_i64() {
+                        Some(i) => i.into(),
+                        None => n.as_f64()?.into(),
+                    },
+                    // Lists of strings (tags, teams) are Neo4j list properties.
+                    serde_json::Value::Array(items) => items
+                        .into_iter()
+                        .map(|i| i.as_str().map(String::from))
+                        .collect::<Option<Vec<String>>>()?
+                        .into(),
                     _ => return None,
                 };
                 Some((k, bolt))
@@ -142,7 +154,8 @@ impl Store {
         self.one(q).await
     }
 
-    /// Deletes the record and its query history; false when it was not in the scope.
+    /// Deletes the record, its query history and its saved queries; false when it was not in
+    /// the scope.
     pub async fn delete_database(&self, s: &Scope, id: &str) -> Result<bool> {
         Ok(self
             .first(scoped(DELETE, s).param("id", id))

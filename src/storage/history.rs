@@ -1,6 +1,7 @@
 //! `(:QueryExecution)` nodes: one per query run through the API, linked to its Database
 //! (`-[:EXECUTED_ON]->`) and its User (`<-[:EXECUTED]-`). Read back only by the user who ran
-//! them, newest first, with a keyset cursor (`executed_ns`, `id`). Every query binds
+//! them, newest first, with a keyset cursor (`executed_ns`, `id`). A run of a saved query also
+//! points at it (`-[:RUN_OF]->`, and `saved_query_id`). Every query binds
 //! `$tenant_id` and `$space_id`.
 
 use neo4rs::query;
@@ -13,9 +14,11 @@ const RECORD: &str = "MATCH (d:Database {id: $database_id, tenant_id: $tenant_id
     CREATE (q:QueryExecution {id: $id, tenant_id: $tenant_id, space_id: $space_id, database_id: $database_id, \
     database_name: d.name, user_id: $user_id, statement: $statement, status: $status, error: $error, \
     row_count: $row_count, truncated: $truncated, duration_ms: $duration_ms, executed_at: $executed_at, \
-    executed_ns: $executed_ns})-[:EXECUTED_ON]->(d) \
+    executed_ns: $executed_ns, saved_query_id: $saved_query_id})-[:EXECUTED_ON]->(d) \
     WITH q OPTIONAL MATCH (u:User {id: $user_id}) \
     FOREACH (_ IN CASE WHEN u IS NULL THEN [] ELSE [1] END | MERGE (u)-[:EXECUTED]->(q)) \
+    WITH q OPTIONAL MATCH (sq:SavedQuery {id: $saved_query_id, tenant_id: $tenant_id, space_id: $space_id}) \
+    FOREACH (_ IN CASE WHEN sq IS NULL THEN [] ELSE [1] END | MERGE (q)-[:RUN_OF]->(sq)) \
     RETURN q.id AS id";
 const LIST: &str = "MATCH (q:QueryExecution {tenant_id: $tenant_id, space_id: $space_id, user_id: $user_id}) \
     WHERE ($database_id = '' OR q.database_id = $database_id) \
@@ -75,7 +78,11 @@ impl Store {
             .param("truncated", e.truncated)
             .param("duration_ms", e.duration_ms)
             .param("executed_at", e.executed_at.as_str())
-            .param("executed_ns", e.executed_ns);
+            .param("executed_ns", e.executed_ns)
+            .param(
+                "saved_query_id",
+                e.saved_query_id.as_deref().unwrap_or_default(),
+            );
         self.first(q).await?.ok_or(Error::NoRow)?;
         Ok(())
     }

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "query_history",
         text: include_str!("../../migrations/V0002__query_history.cypher"),
     },
+    Migration {
+        version: 3,
+        name: "saved_queries",
+        text: include_str!("../../migrations/V0003__saved_queries.cypher"),
+    },
 ];
 
 /// Neo4j's code for a schema rule another replica created at the same moment.

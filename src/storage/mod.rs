@@ -5,6 +5,7 @@
 pub mod databases;
 pub mod history;
 pub mod migrate;
+pub mod saved;
 pub mod spaces;
 
 use std::time::Duration;
@@ -158,7 +159,10 @@ mod tests {
                 for (i, _) in text.match_indices(": &str = \"") {
                     let body = &text[i + 10..];
                     let literal = &body[..body.find("\";").unwrap_or(body.len())];
-                    if literal.contains(":Database") || literal.contains(":QueryExecution") {
+                    if [":Database", ":QueryExecution", ":SavedQuery"]
+                        .iter()
+                        .any(|label| literal.contains(label))
+                    {
                         checked += 1;
                         if !(literal.contains("$tenant_id") && literal.contains("$space_id")) {
                             offenders.push(format!("{}: {literal}", path.display()));

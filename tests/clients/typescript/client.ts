@@ -101,9 +101,48 @@ export async function tour(token: string): Promise<string[]> {
     }
   }
 
+  // Saved queries, as the query console uses them.
+  const saved = await client.POST("/api/v1/saved-queries", {
+    params: { header: space },
+    body: { name: "Top customers", query: "SELECT 1", database_id: id, visibility: "shared", shared_with_teams: ["t1"], tags: ["sales"] },
+  });
+  if (saved.error) throw new Error(saved.error.message);
+  const savedId: string = saved.data.id;
+  const listed = await client.GET("/api/v1/saved-queries", {
+    params: { header: space, query: { search: "top", sort_by: "name", sort_order: "asc", tags: "sales" } },
+  });
+  for (const q of listed.data?.queries ?? []) {
+    const lastAt: string | null | undefined = q.last_executed_at;
+    const avg: number = q.avg_duration_ms;
+    seen.push(`${q.name} on ${q.database_name}: ${q.execution_count} runs, ${avg.toFixed(1)} ms, last ${lastAt ?? "never"}`);
+  }
+  await client.PUT("/api/v1/saved-queries/{id}", {
+    params: { header: space, path: { id: savedId } },
+    body: { description: "only this changes" },
+  });
+  const executed = await client.POST("/api/v1/saved-queries/{id}/execute", {
+    params: { header: space, path: { id: savedId } },
+    body: { parameters: [] },
+  });
+  if (executed.data) {
+    const name: string = executed.data.query_name;
+    const cell = executed.data.rows[0]?.["n"];
+    const usableCell: [typeof cell] extends [never] ? false : true = true;
+    seen.push(name, executed.data.executed_at, String(executed.data.row_count), String(usableCell));
+  }
+  const copy = await client.POST("/api/v1/saved-queries/{id}/duplicate", {
+    params: { header: space, path: { id: savedId } },
+    body: { name: "Mine" },
+  });
+  seen.push(copy.data?.visibility ?? "");
+  await client.DELETE("/api/v1/saved-queries/{id}", { params: { header: space, path: { id: savedId } } });
+
   // Query history and removal.
   const history = await client.GET("/api/v1/query-history", { params: { header: space } });
-  for (const h of history.data?.history ?? []) seen.push(`${h.database_name}: ${h.status} ${h.row_count}`);
+  for (const h of history.data?.history ?? []) {
+    const from: string | null | undefined = h.saved_query_id;
+    seen.push(`${h.database_name}: ${h.status} ${h.row_count} ${from ?? ""}`);
+  }
   await client.DELETE("/api/v1/databases/{id}", { params: { header: space, path: { id } } });
   return seen;
 }
