@@ -79,6 +79,19 @@ async fn seed_graph(space: &str) -> anyhow::Result<String> {
         .password("")
         .build()?;
     let graph = neo4rs::Graph::connect(config)?;
+    // Aether's own constraints on the labels the service reads, as Aether's graph has them.
+    for stmt in include_str!("../test-support/aether-graph.cypher")
+        .split(';')
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|s| !s.trim().is_empty())
+    {
+        graph.run(neo4rs::query(&stmt)).await?;
+    }
     let user = format!("{space}-user");
     graph
         .run(

@@ -85,7 +85,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
 
+    let queries = state.queries.clone();
     let drain = life.token().clone();
+    // Small answers go out at once (no Nagle delay waiting for the client's ACK).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { drain.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
@@ -103,6 +108,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     life.stop();
+    // The runs answered before the drain are written before the process ends.
+    queries.flush_history().await;
     controllers.await.context("the reconcilers panicked")?;
     life.outcome()?;
     tracing::info!("stopped");
@@ -131,6 +138,8 @@ pub struct Wiring {
     pub limits: Limits,
     /// Origins browsers may call the API from.
     pub cors: crate::http::cors::Origins,
+    /// How long a caller's membership of a space is remembered.
+    pub space_cache_ttl: Duration,
     /// The Aether graph (records, history, space resolution).
     pub store: Store,
     /// Verifies the bearer tokens of requests.
@@ -160,6 +169,10 @@ pub fn wire(w: Wiring) -> AppState {
         queries.clone(),
     ));
     AppState {
+        spaces: Arc::new(crate::spaces::Spaces::new(
+            w.store.clone(),
+            w.space_cache_ttl,
+        )),
         registry,
         queries,
         saved,
@@ -192,6 +205,7 @@ fn app_state(
             request_timeout: args.limits.request_timeout,
         },
         cors: args.cors_allowed_origins.clone(),
+        space_cache_ttl: args.space_cache_ttl,
         store,
         verifier,
     })

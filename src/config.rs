@@ -96,6 +96,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
 
+    /// Seconds a caller's membership of a space (and role there) is remembered, sparing a graph
+    /// read per request; a removed member or changed role takes effect within this long. 0: no
+    /// cache.
+    #[arg(long, env = "AETHER_DBHUB_SPACE_CACHE_TTL", default_value = "5", value_parser = parse_seconds)]
+    pub space_cache_ttl: Duration,
+
     /// Browser origins allowed to call the API from another origin (CORS), comma-separated,
     /// e.g. `http://localhost:3000`; `*` allows any. Empty: no CORS headers (same-origin only).
     #[arg(long, env = "AETHER_DBHUB_CORS_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]

@@ -18,6 +18,7 @@ pub mod model;
 pub mod queries;
 pub mod registry;
 pub mod saved;
+pub mod spaces;
 pub mod sql;
 pub mod storage;
 pub mod telemetry;

@@ -40,10 +40,18 @@ pub struct McpLabel {
 
 use dbhub_operator::metrics::{Histograms, seconds};
 
+/// `outcome` of a history entry: written, or dropped (queue full, or the write failed).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HistoryLabel {
+    /// written, dropped_full, dropped_failed.
+    pub outcome: String,
+}
+
 struct Metrics {
     requests: Family<HttpLabel, Counter>,
     duration: Histograms<RouteLabel>,
     mcp: Histograms<McpLabel>,
+    history: Family<HistoryLabel, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -52,7 +60,18 @@ fn metrics() -> &'static Metrics {
         requests: Family::default(),
         duration: Family::new_with_constructor(seconds),
         mcp: Family::new_with_constructor(seconds),
+        history: Family::default(),
     })
+}
+
+/// Counts `n` query-history entries with `outcome`.
+pub fn history(outcome: &str, n: u64) {
+    metrics()
+        .history
+        .get_or_create(&HistoryLabel {
+            outcome: outcome.into(),
+        })
+        .inc_by(n);
 }
 
 /// Records one HTTP request.
@@ -102,6 +121,11 @@ pub fn render() -> String {
         "aether_dbhub_mcp_call_duration_seconds",
         "DBHub (MCP) tool call latency, by tool and outcome",
         m.mcp.clone(),
+    );
+    reg.register(
+        "aether_dbhub_history_entries",
+        "Query-history entries, by outcome (written; dropped_full when the write queue was full; dropped_failed when Neo4j refused the write)",
+        m.history.clone(),
     );
     dbhub_operator::metrics::register(&mut reg);
     let mut out = String::new();

@@ -394,6 +394,79 @@ async fn api_space_context_is_required_and_resolved() {
     assert_eq!(unknown.send("GET", "/api/v1/databases", None).await.0, 404);
 }
 
+/// Memberships are remembered for `--space-cache-ttl`: a member removed in the graph keeps their
+/// standing at most that long, then is refused; with 0 the removal counts at once.
+#[tokio::test]
+async fn api_space_cache_forgets_a_removed_member_within_its_ttl() {
+    let ns = TestNamespace::new("apicache").await;
+    let ttl = std::time::Duration::from_secs(2);
+    let cached = api::serve_opts(
+        &ns.name,
+        ns.client.clone(),
+        api::Options {
+            space_cache_ttl: ttl,
+            ..Default::default()
+        },
+    )
+    .await;
+    let uncached = api::serve_opts(
+        &ns.name,
+        ns.client.clone(),
+        api::Options {
+            space_cache_ttl: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .await;
+    let graph = api::graph();
+    let a = person(&graph).await;
+    let (space, _) = api::org_space(&graph, &[(&a, "member")]).await;
+    let call = |server| Call {
+        api: server,
+        token: api::token(&a.sub),
+        space_type: "organization",
+        space_id: space.clone(),
+    };
+    assert_eq!(
+        call(&cached).send("GET", "/api/v1/databases", None).await.0,
+        200
+    );
+    assert_eq!(
+        call(&uncached)
+            .send("GET", "/api/v1/databases", None)
+            .await
+            .0,
+        200
+    );
+    let removed_at = std::time::Instant::now();
+    graph
+        .run(
+            neo4rs::query("MATCH (:User {id: $id})-[m:MEMBER_OF]->(:Space {id: $space}) DELETE m")
+                .param("id", a.id.as_str())
+                .param("space", space.as_str()),
+        )
+        .await
+        .unwrap();
+    let (code, body) = call(&uncached).send("GET", "/api/v1/databases", None).await;
+    assert_eq!(
+        code, 403,
+        "without a cache the removal counts at once: {body}"
+    );
+    let (code, _) = call(&cached).send("GET", "/api/v1/databases", None).await;
+    if removed_at.elapsed() < ttl {
+        assert_eq!(
+            code, 200,
+            "within the TTL the remembered membership still counts"
+        );
+    }
+    tokio::time::sleep(
+        ttl.saturating_sub(removed_at.elapsed()) + std::time::Duration::from_millis(100),
+    )
+    .await;
+    let (code, body) = call(&cached).send("GET", "/api/v1/databases", None).await;
+    assert_eq!(code, 403, "after the TTL the removal counts: {body}");
+}
+
 #[tokio::test]
 async fn api_isolation_and_roles() {
     let ns = TestNamespace::new("apiiso").await;

@@ -12,6 +12,7 @@ mod database_controller;
 mod dbhubinstance_controller;
 mod dev;
 mod frontend;
+mod history;
 mod hostile;
 mod load;
 mod mcp;

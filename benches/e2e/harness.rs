@@ -37,6 +37,8 @@ pub struct Service {
     pub ns: TestNamespace,
     /// The DBHub port the service reaches.
     pub dbhub_port: u16,
+    /// From spawning the process to its first ready `/readyz` (the stack already up).
+    pub ready_after: Duration,
 }
 
 impl Service {
@@ -44,6 +46,7 @@ impl Service {
         crate::support::crds::ensure_installed().await;
         let ns = TestNamespace::new("bench").await;
         let (port, dbhub_port) = (free_port(), free_port());
+        let spawned = Instant::now();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
             .args(["--log-format", "json", "--log", "warn", "serve"])
             .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
@@ -64,21 +67,23 @@ impl Service {
             .kill_on_drop(true)
             .spawn()
             .expect("starting aether-dbhub serve");
-        let s = Self {
+        let mut s = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
             ns,
             dbhub_port,
+            ready_after: Duration::ZERO,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = reqwest::get(format!("{}/readyz", s.base)).await
                 && r.status().is_success()
             {
+                s.ready_after = spawned.elapsed();
                 return s;
             }
             assert!(Instant::now() < deadline, "the service never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -100,6 +105,9 @@ pub struct Tenant {
     /// Its bearer token (for calling DBHub directly).
     #[allow(dead_code)]
     pub hub_token: String,
+    /// From `POST /databases` to: Connected, in the instance's configuration, first
+    /// successful query (DBHub started from the generated objects by this harness in between).
+    pub timeline: [Duration; 3],
 }
 
 impl Tenant {
@@ -112,6 +120,7 @@ impl Tenant {
             .unwrap();
         let (token, space, base) = (token(&p.sub), p.space.clone(), svc.base.clone());
         let send = |m, path, body| send(&http, &base, &token, &space, m, path, body);
+        let posted = Instant::now();
         let (code, created) = send(
             "POST",
             "/api/v1/databases".into(),
@@ -127,13 +136,26 @@ impl Tenant {
                 break;
             }
             assert!(Instant::now() < deadline, "never Connected: {r}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let connected = posted.elapsed();
         let instance = format!("dbhub-{}", p.space);
         wait_served(&svc.ns, &instance, &[cr_of(&db_id)]).await;
+        let served = posted.elapsed();
         let view = pod_view(&svc.ns, &instance).await;
         let hub = run_pod_on(&view, svc.dbhub_port).await;
+        loop {
+            let q = Some(json!({"query": "SELECT 1"}));
+            let (code, _) = send("POST", format!("/api/v1/databases/{db_id}/query"), q).await;
+            if code == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never answered a query ({code})");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first_query = posted.elapsed();
         Self {
+            timeline: [connected, served, first_query],
             hub_token: view.env["DBHUB_AUTH_TOKEN"].clone(),
             hub,
             token,
@@ -142,6 +164,21 @@ impl Tenant {
             http,
             base,
         }
+    }
+
+    /// GET `path`, the body as received (a client's JSON parsing is not the service's time).
+    pub async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("x-space-type", "personal")
+            .header("x-space-id", &self.space)
+            .send()
+            .await
+            .unwrap();
+        let code = res.status().as_u16();
+        (code, res.bytes().await.unwrap().to_vec())
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

@@ -1,6 +1,9 @@
 //! End-to-end benchmarks against the real local stack, printed as numbers — never a pass/fail
 //! test. `cargo bench --bench e2e -- <scenario>...` (all when none is named):
 //!
+//! - `compare`: `SELECT 1` straight to DBHub over MCP vs through `POST /databases/{id}/query`
+//!   at concurrency 1, 8 and 32, interleaved (p50/p95/p99, requests/s, ratios).
+//! - `list`: `GET /databases` with 1 000 records vs the raw Cypher reading them, interleaved.
 //! - `load`: 200 concurrent clients for 60 s mixing list, get and query against a release
 //!   build of `aether-dbhub serve` (requests, errors, p50/p95/p99, peak RSS of the service).
 //!
@@ -12,7 +15,9 @@
 #[allow(dead_code, unused_imports)]
 mod support;
 
+mod compare;
 mod harness;
+mod list;
 mod load;
 mod stats;
 
@@ -22,7 +27,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let all = ["load"];
+    let all = ["compare", "list", "load"];
     let run: Vec<&str> = if wanted.is_empty() {
         all.to_vec()
     } else {
@@ -36,6 +41,8 @@ fn main() {
     for scenario in run {
         println!("\n== {scenario} ==");
         match scenario {
+            "compare" => rt.block_on(compare::run()),
+            "list" => rt.block_on(list::run()),
             "load" => rt.block_on(load::run()),
             _ => unreachable!(),
         }

@@ -43,3 +43,36 @@ pub fn rss_mib(pid: u32) -> f64 {
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// CPU time (user + system, in clock ticks of 10 ms) used so far by all processes whose
+/// command name is `comm` (e.g. `java` for Neo4j, `node` for DBHub, `postgres`).
+pub fn cpu_ticks(comm: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let open = stat.find('(')?;
+            let close = stat.rfind(')')?;
+            if &stat[open + 1..close] != comm {
+                return None;
+            }
+            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// CPU time (clock ticks) this process used so far.
+pub fn self_cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let close = stat.rfind(')')?;
+            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}

@@ -104,7 +104,7 @@ start_kube() {
     --etcd-servers "$ETCD_URL" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
     --secure-port "$port" --cert-dir "$STATE/pki" \
     --tls-cert-file "$STATE/pki/server.crt" --tls-private-key-file "$STATE/pki/server.key" \
-    --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC \
+    --service-cluster-ip-range 10.0.0.0/16 --authorization-mode RBAC \
     --token-auth-file "$STATE/pki/tokens.csv" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$STATE/pki/sa.pub" \

@@ -55,8 +55,8 @@ impl FromRequestParts<AppState> for Space {
         };
         let space = get(SPACE_ID).ok_or(ApiError::SpaceContextRequired)?;
         let resolved = state
-            .store
-            .resolve_space(&claims.sub, kind, space)
+            .spaces
+            .resolve(&claims.sub, kind, space)
             .await
             .map_err(Error::from)?;
         match resolved {

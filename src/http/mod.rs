@@ -62,6 +62,8 @@ pub struct AppState {
     pub queries: Arc<crate::queries::Queries>,
     /// The saved-query use cases.
     pub saved: Arc<crate::saved::SavedQueries>,
+    /// Resolves callers in spaces (with a short cache).
+    pub spaces: Arc<crate::spaces::Spaces>,
     /// The Aether graph (space resolution, readiness).
     pub store: Store,
     /// The Kubernetes API (readiness).

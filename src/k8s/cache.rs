@@ -104,6 +104,29 @@ impl Cluster {
         )
     }
 
+    /// Whether the watch cache holds Database CR `cr`, labelled for `scope`, whose spec (but
+    /// the credentials reference) is `spec`.
+    pub fn holds_spec(
+        &self,
+        cr: &str,
+        scope: &Scope,
+        spec: &dbhub_operator::crd::DatabaseSpec,
+    ) -> bool {
+        let Some(db) = self
+            .databases
+            .get(&ObjectRef::new(cr).within(&self.namespace))
+        else {
+            return false;
+        };
+        let labels = db.metadata.labels.as_ref();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+        let mut held = db.spec.clone();
+        held.credentials_ref = None;
+        label(TENANT_LABEL) == Some(scope.tenant_id.as_str())
+            && label(SPACE_LABEL) == Some(scope.space_id.as_str())
+            && &held == spec
+    }
+
     /// DBHubInstance `name` from the watch cache.
     pub fn cached_instance(&self, name: &str) -> Option<Arc<DBHubInstance>> {
         self.instances

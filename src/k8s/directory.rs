@@ -28,14 +28,14 @@ impl Directory {
         }
     }
 
-    async fn instance(&self, name: &str) -> Result<DBHubInstance, HubError> {
+    async fn instance(&self, name: &str) -> Result<std::sync::Arc<DBHubInstance>, HubError> {
         if let Some(i) = self.cluster.cached_instance(name) {
-            return Ok((*i).clone());
+            return Ok(i);
         }
         let api: Api<DBHubInstance> =
             Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace);
         match api.get_opt(name).await {
-            Ok(Some(i)) => Ok(i),
+            Ok(Some(i)) => Ok(std::sync::Arc::new(i)),
             Ok(None) => Err(HubError::NotServed(
                 "No DBHub instance serves this space yet; retry shortly.".into(),
             )),

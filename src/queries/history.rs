@@ -85,6 +85,8 @@ impl Queries {
         p: &HistoryParams,
     ) -> Result<HistoryPage> {
         caller.require(Permission::Read)?;
+        // The caller's runs still queued are written first: one sees one's own last query.
+        self.flush_history().await;
         if let Some(id) = id {
             self.registry.get(caller, id).await?;
         }

@@ -5,6 +5,7 @@
 //! on top); every run — refused, failed or not — is recorded.
 
 mod history;
+pub mod recorder;
 pub mod schema;
 mod shape;
 
@@ -76,6 +77,7 @@ enum Route {
 /// The query use cases.
 pub struct Queries {
     store: Store,
+    recorder: recorder::Recorder,
     registry: Arc<Registry>,
     hubs: Arc<DbHubs>,
     limits: Limits,
@@ -175,6 +177,7 @@ impl Queries {
     /// The use cases over these parts.
     pub fn new(store: Store, registry: Arc<Registry>, hubs: Arc<DbHubs>, limits: Limits) -> Self {
         Self {
+            recorder: recorder::Recorder::start(store.clone()),
             store,
             registry,
             hubs,
@@ -229,7 +232,7 @@ impl Queries {
             Ok(Route::Write) => (Source::Write, sql.clone()),
             Err(e) => {
                 run.error = e.to_string();
-                self.record(&run).await;
+                self.record(&run);
                 return Err(e);
             }
         };
@@ -250,7 +253,7 @@ impl Queries {
                 let shaped = shape::shape(result, limit, run.duration_ms);
                 (run.status, run.row_count, run.truncated) =
                     ("success".into(), shaped.row_count, shaped.truncated);
-                self.record(&run).await;
+                self.record(&run);
                 Ok(Ran {
                     output: shaped,
                     executed_at: run.executed_at,
@@ -259,7 +262,7 @@ impl Queries {
             Err(e) => {
                 let e = hub_error(e);
                 (run.status, run.error) = ("error".into(), e.to_string());
-                self.record(&run).await;
+                self.record(&run);
                 Err(e)
             }
         }
@@ -322,10 +325,13 @@ impl Queries {
         Ok(Route::Write)
     }
 
-    async fn record(&self, run: &Execution) {
-        if let Err(e) = self.store.record_execution(run).await {
-            tracing::warn!(error = %e, db.id = %run.database_id, "could not record the query in the history");
-        }
+    fn record(&self, run: &Execution) {
+        self.recorder.submit(run.clone());
+    }
+
+    /// Writes out the queued history (reads of the history and shutdown call this).
+    pub async fn flush_history(&self) {
+        self.recorder.flush().await;
     }
 }
 

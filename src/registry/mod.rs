@@ -6,6 +6,7 @@
 
 mod checks;
 pub mod input;
+mod recent;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub struct Registry {
     cluster: Cluster,
     policy: ConnectionPolicy,
     tests: checks::Limiter,
+    recent: recent::Recent,
 }
 
 /// A page of a space's databases.
@@ -50,6 +52,7 @@ impl Registry {
             cluster,
             policy,
             tests: checks::Limiter::per_minute(tests_per_minute),
+            recent: recent::Recent::default(),
         }
     }
 
@@ -104,7 +107,14 @@ impl Registry {
     /// A record the caller may query: it must be Connected (409 with its status otherwise).
     pub async fn connected(&self, caller: &Caller, id: &str) -> Result<Database> {
         caller.require(Permission::Read)?;
-        let d = self.find(caller, id).await?;
+        let d = match self.recent.get(&caller.scope, id, &self.cluster) {
+            Some(d) => self.with_status(d),
+            None => {
+                let d = self.find(caller, id).await?;
+                self.recent.keep(&d);
+                d
+            }
+        };
         if d.observed.phase != dbhub_operator::crd::DatabasePhase::Connected {
             let status = d.observed.phase.to_string();
             return Err(Error::NotReady {
@@ -212,6 +222,7 @@ impl Registry {
         input: &DatabaseInput,
     ) -> Result<Database> {
         caller.require(Permission::Update)?;
+        self.recent.forget(id);
         let old = self.find(caller, id).await?;
         let valid = input::validate(input, Some(&old.settings)).map_err(Error::Invalid)?;
         let new = &valid.settings;
@@ -300,6 +311,7 @@ impl Registry {
     /// space's DBHubInstance if nothing is left to serve.
     pub async fn delete(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<()> {
         caller.require(Permission::Delete)?;
+        self.recent.forget(id);
         let d = self.find(caller, id).await?;
         let this = self.clone();
         detached(async move {

@@ -4,22 +4,27 @@
 //! points at it (`-[:RUN_OF]->`, and `saved_query_id`). Every query binds
 //! `$tenant_id` and `$space_id`.
 
-use neo4rs::query;
+use std::collections::{BTreeMap, HashMap};
+
+use neo4rs::{BoltType, query};
 
 use super::{Error, Result, Store};
 use crate::model::Scope;
 use crate::model::history::{Execution, MAX_STATEMENT};
 
-const RECORD: &str = "MATCH (d:Database {id: $database_id, tenant_id: $tenant_id, space_id: $space_id}) \
-    CREATE (q:QueryExecution {id: $id, tenant_id: $tenant_id, space_id: $space_id, database_id: $database_id, \
-    database_name: d.name, user_id: $user_id, statement: $statement, status: $status, error: $error, \
-    row_count: $row_count, truncated: $truncated, duration_ms: $duration_ms, executed_at: $executed_at, \
-    executed_ns: $executed_ns, saved_query_id: $saved_query_id})-[:EXECUTED_ON]->(d) \
-    WITH q OPTIONAL MATCH (u:User {id: $user_id}) \
-    FOREACH (_ IN CASE WHEN u IS NULL THEN [] ELSE [1] END | MERGE (u)-[:EXECUTED]->(q)) \
-    WITH q OPTIONAL MATCH (sq:SavedQuery {id: $saved_query_id, tenant_id: $tenant_id, space_id: $space_id}) \
-    FOREACH (_ IN CASE WHEN sq IS NULL THEN [] ELSE [1] END | MERGE (q)-[:RUN_OF]->(sq)) \
-    RETURN q.id AS id";
+// A batch of one scope's runs (the recorder groups them by scope). A run whose Database is not
+// in the scope (deleted meanwhile) is skipped. `q` is new, so its relationships are CREATEd.
+const RECORD: &str = "UNWIND $runs AS r \
+    MATCH (d:Database {id: r.database_id, tenant_id: $tenant_id, space_id: $space_id}) \
+    CREATE (q:QueryExecution {id: r.id, tenant_id: $tenant_id, space_id: $space_id, database_id: r.database_id, \
+    database_name: d.name, user_id: r.user_id, statement: r.statement, status: r.status, error: r.error, \
+    row_count: r.row_count, truncated: r.truncated, duration_ms: r.duration_ms, executed_at: r.executed_at, \
+    executed_ns: r.executed_ns, saved_query_id: r.saved_query_id})-[:EXECUTED_ON]->(d) \
+    WITH q, r OPTIONAL MATCH (u:User {id: r.user_id}) \
+    FOREACH (_ IN CASE WHEN u IS NULL THEN [] ELSE [1] END | CREATE (u)-[:EXECUTED]->(q)) \
+    WITH q, r OPTIONAL MATCH (sq:SavedQuery {id: r.saved_query_id, tenant_id: $tenant_id, space_id: $space_id}) \
+    FOREACH (_ IN CASE WHEN sq IS NULL THEN [] ELSE [1] END | CREATE (q)-[:RUN_OF]->(sq)) \
+    RETURN count(q) AS n";
 const LIST: &str = "MATCH (q:QueryExecution {tenant_id: $tenant_id, space_id: $space_id, user_id: $user_id}) \
     WHERE ($database_id = '' OR q.database_id = $database_id) \
     AND ($after_ns < 0 OR q.executed_ns < $after_ns OR (q.executed_ns = $after_ns AND q.id < $after_id)) \
@@ -62,29 +67,44 @@ impl Cursor {
 }
 
 impl Store {
-    /// Records a run (nothing when the Database is not in the scope).
-    pub async fn record_execution(&self, e: &Execution) -> Result<()> {
-        let statement: String = e.statement.chars().take(MAX_STATEMENT).collect();
-        let q = query(RECORD)
-            .param("tenant_id", e.tenant_id.as_str())
-            .param("space_id", e.space_id.as_str())
-            .param("database_id", e.database_id.as_str())
-            .param("id", e.id.as_str())
-            .param("user_id", e.user_id.as_str())
-            .param("statement", statement)
-            .param("status", e.status.as_str())
-            .param("error", e.error.as_str())
-            .param("row_count", e.row_count)
-            .param("truncated", e.truncated)
-            .param("duration_ms", e.duration_ms)
-            .param("executed_at", e.executed_at.as_str())
-            .param("executed_ns", e.executed_ns)
-            .param(
-                "saved_query_id",
-                e.saved_query_id.as_deref().unwrap_or_default(),
-            );
-        self.first(q).await?.ok_or(Error::NoRow)?;
-        Ok(())
+    /// Records runs, one write per scope; how many were written (runs whose Database is gone
+    /// are skipped).
+    pub async fn record_executions(&self, runs: &[Execution]) -> Result<i64> {
+        let mut by_scope: BTreeMap<(&str, &str), Vec<BoltType>> = BTreeMap::new();
+        for e in runs {
+            let statement: String = e.statement.chars().take(MAX_STATEMENT).collect();
+            let row: HashMap<&str, BoltType> = HashMap::from([
+                ("id", e.id.as_str().into()),
+                ("database_id", e.database_id.as_str().into()),
+                ("user_id", e.user_id.as_str().into()),
+                ("statement", statement.into()),
+                ("status", e.status.as_str().into()),
+                ("error", e.error.as_str().into()),
+                ("row_count", e.row_count.into()),
+                ("truncated", e.truncated.into()),
+                ("duration_ms", e.duration_ms.into()),
+                ("executed_at", e.executed_at.as_str().into()),
+                ("executed_ns", e.executed_ns.into()),
+                (
+                    "saved_query_id",
+                    e.saved_query_id.as_deref().unwrap_or_default().into(),
+                ),
+            ]);
+            by_scope
+                .entry((e.tenant_id.as_str(), e.space_id.as_str()))
+                .or_default()
+                .push(row.into());
+        }
+        let mut written = 0;
+        for ((tenant_id, space_id), rows) in by_scope {
+            let q = query(RECORD)
+                .param("tenant_id", tenant_id)
+                .param("space_id", space_id)
+                .param("runs", rows);
+            let n: i64 = self.first(q).await?.ok_or(Error::NoRow)?.get("n")?;
+            written += n;
+        }
+        Ok(written)
     }
 
     /// Up to `limit` of `user_id`'s runs in the scope (on one database when `database_id` is

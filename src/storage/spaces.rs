@@ -19,7 +19,7 @@ fn member(user_id: String, space_id: String, tenant_id: String, role: &str) -> R
 }
 
 /// Which kind of space the caller named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpaceType {
     /// The user's own space.
     Personal,
@@ -38,7 +38,8 @@ pub enum Resolution {
     Unknown,
 }
 
-const USER: &str = "MATCH (u:User) WHERE u.keycloak_id = $sub OR u.id = $sub \
+// Two index seeks (Aether has unique constraints on both properties), not a scan for an OR.
+const USER: &str = "CALL { MATCH (u:User {keycloak_id: $sub}) RETURN u UNION MATCH (u:User {id: $sub}) RETURN u } \
     RETURN u.id AS id, u.personal_space_id AS psid, u.personal_tenant_id AS ptid LIMIT 1";
 
 const ORG_SPACE: &str = "MATCH (u:User {id: $user_id}) \

@@ -79,6 +79,8 @@ pub struct Options {
     pub acquire_timeout: std::time::Duration,
     /// Origins browsers may call from (CORS).
     pub cors: aether_dbhub::http::cors::Origins,
+    /// How long a membership is remembered (the service's default, 5 s).
+    pub space_cache_ttl: std::time::Duration,
 }
 
 impl Default for Options {
@@ -91,6 +93,7 @@ impl Default for Options {
             limits: Default::default(),
             acquire_timeout: std::time::Duration::from_secs(2),
             cors: Default::default(),
+            space_cache_ttl: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -168,6 +171,7 @@ pub async fn serve_opts(namespace: &str, kube: kube::Client, options: Options) -
         test_rate_limit: options.test_rate_limit,
         limits: options.limits,
         cors: options.cors,
+        space_cache_ttl: options.space_cache_ttl,
         store: store_with(options.acquire_timeout).await,
         verifier: Arc::new(Verifier::from_args(&auth).unwrap()),
     });
@@ -216,8 +220,34 @@ pub struct Person {
     pub tenant: String,
 }
 
+/// Aether's own constraints on the labels the service reads (`test-support/aether-graph.cypher`),
+/// applied once per test binary so that the stack's graph is indexed as Aether's is.
+pub async fn aether_schema(graph: &neo4rs::Graph) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let text = include_str!("../../test-support/aether-graph.cypher");
+        for stmt in text
+            .split(';')
+            .map(|s| {
+                s.lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .filter(|s| !s.trim().is_empty())
+        {
+            graph
+                .run(neo4rs::query(&stmt))
+                .await
+                .unwrap_or_else(|e| panic!("{stmt}: {e}"));
+        }
+    })
+    .await;
+}
+
 /// Seeds `(:User)` with a personal space and tenant.
 pub async fn person(store_graph: &neo4rs::Graph) -> Person {
+    aether_schema(store_graph).await;
     let p = Person {
         sub: unique("kc"),
         id: unique("user"),

@@ -1,0 +1,210 @@
+//! The query path against DBHub itself, side by side in one run: `SELECT 1` straight to the
+//! space's DBHub over MCP (one session per client, the best a client can do) and through
+//! `POST /databases/{id}/query`, at concurrency 1, 8 and 32. The two sides alternate in short
+//! slices (direct first, then service first, …) so machine noise hits both.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aether_dbhub::mcp::Session;
+use serde_json::json;
+
+use crate::harness::{Service, Tenant};
+use crate::stats::{cpu_ticks, ms, rss_mib, summarize};
+
+const SLICE: Duration = Duration::from_millis(2500);
+const ROUNDS: usize = 4;
+
+/// CPU ticks of the processes named `comm`, or of this benchmark (its clients) for "client".
+fn cpu_of(comm: &str) -> u64 {
+    if comm == "client" {
+        return crate::stats::self_cpu_ticks();
+    }
+    cpu_ticks(comm)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Direct,
+    Service,
+    /// `GET /healthz` of the service: the HTTP round trip alone.
+    Floor,
+    /// Straight to DBHub, every client on one shared MCP session.
+    Shared,
+}
+
+/// Runs `c` clients on `side` for one slice; their latencies (errors are counted apart).
+async fn slice(
+    side: Side,
+    c: usize,
+    tenant: &Arc<Tenant>,
+    sessions: &Arc<Vec<Session>>,
+) -> (Vec<Duration>, usize) {
+    let until = Instant::now() + SLICE;
+    let workers: Vec<_> = (0..c)
+        .map(|w| {
+            let (tenant, sessions) = (tenant.clone(), sessions.clone());
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0);
+                let path = format!("/api/v1/databases/{}/query", tenant.db_id);
+                while Instant::now() < until {
+                    let t0 = Instant::now();
+                    let ok = match side {
+                        Side::Direct => sessions[w]
+                            .execute_sql("execute_sql", "SELECT 1")
+                            .await
+                            .is_ok(),
+                        Side::Service => {
+                            tenant
+                                .send("POST", &path, Some(json!({"query": "SELECT 1"})))
+                                .await
+                                .0
+                                == 200
+                        }
+                        Side::Floor => tenant.send("GET", "/healthz", None).await.0 == 200,
+                        Side::Shared => sessions[0]
+                            .execute_sql("execute_sql", "SELECT 1")
+                            .await
+                            .is_ok(),
+                    };
+                    if ok {
+                        lat.push(t0.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    (all, errors)
+}
+
+pub async fn run() {
+    let svc = Service::start().await;
+    let tenant = Arc::new(Tenant::register(&svc).await);
+    let endpoint = format!("http://127.0.0.1:{}/mcp", svc.dbhub_port);
+    let mut list = Vec::new();
+    for _ in 0..32 {
+        list.push(
+            Session::connect(&endpoint, &tenant.hub_token, Duration::from_secs(10))
+                .await
+                .expect("a direct MCP session"),
+        );
+    }
+    let sessions = Arc::new(list);
+    println!(
+        "service ready {:.0} ms after start (stack up); idle RSS {:.1} MiB",
+        svc.ready_after.as_secs_f64() * 1000.0,
+        rss_mib(svc.pid())
+    );
+    let [connected, served, first] = tenant.timeline.map(|d| d.as_secs_f64() * 1000.0);
+    println!(
+        "POST /databases → Connected {connected:.0} ms → in DBHub's configuration {served:.0} ms → first query answered {first:.0} ms (DBHub started by the harness, standing in for the kubelet)"
+    );
+    // Warm both paths (sessions, caches, connection pools).
+    for side in [Side::Direct, Side::Service] {
+        slice(side, 4, &tenant, &sessions).await;
+    }
+    let idle = rss_mib(svc.pid());
+    println!(
+        "SELECT 1, release build, loopback, {ROUNDS} interleaved slices of {:.1} s per side; service RSS after warm-up {idle:.1} MiB",
+        SLICE.as_secs_f64()
+    );
+    println!(
+        "{:>4} {:<8} {:>9} {:>7} {:>10} {:>10} {:>10} {:>9} {:>8} {:>8}",
+        "c", "side", "requests", "errors", "p50", "p95", "p99", "req/s", "p50 x", "rps x"
+    );
+    let mut peak: f64 = idle;
+    // CPU per request by process, per side: where the time of a request goes.
+    const PROCS: [&str; 5] = ["aether-dbhub", "node", "java", "postgres", "client"];
+    let mut cpu = [[0u64; 5]; 2];
+    let mut served = [0usize; 2];
+    for c in [1, 8, 32] {
+        let mut got = [(Vec::new(), 0usize), (Vec::new(), 0usize)];
+        for round in 0..ROUNDS {
+            let order = if round % 2 == 0 {
+                [Side::Direct, Side::Service]
+            } else {
+                [Side::Service, Side::Direct]
+            };
+            for side in order {
+                let before = PROCS.map(cpu_of);
+                let (lat, errors) = slice(side, c, &tenant, &sessions).await;
+                let i = usize::from(side == Side::Service);
+                let after = PROCS.map(cpu_of);
+                for p in 0..PROCS.len() {
+                    cpu[i][p] += after[p].saturating_sub(before[p]);
+                }
+                served[i] += lat.len();
+                got[i].0.extend(lat);
+                got[i].1 += errors;
+                peak = peak.max(rss_mib(svc.pid()));
+            }
+        }
+        let seconds = SLICE.as_secs_f64() * ROUNDS as f64;
+        let direct = summarize(got[0].0.clone());
+        let service = summarize(got[1].0.clone());
+        for (name, s, errors) in [
+            ("direct", &direct, got[0].1),
+            ("service", &service, got[1].1),
+        ] {
+            let (ratio_p50, ratio_rps) = if name == "service" {
+                (
+                    format!("{:.2}", s.p50.as_secs_f64() / direct.p50.as_secs_f64()),
+                    format!("{:.2}", s.count as f64 / direct.count as f64),
+                )
+            } else {
+                (String::new(), String::new())
+            };
+            println!(
+                "{c:>4} {name:<8} {:>9} {errors:>7} {:>10} {:>10} {:>10} {:>9.0} {ratio_p50:>8} {ratio_rps:>8}",
+                s.count,
+                ms(s.p50),
+                ms(s.p95),
+                ms(s.p99),
+                s.count as f64 / seconds
+            );
+        }
+    }
+    println!("CPU per request (ms), by process:");
+    for (i, name) in ["direct", "service"].iter().enumerate() {
+        let per = |p: usize| cpu[i][p] as f64 * 10.0 / served[i].max(1) as f64;
+        println!(
+            "  {name:<8} {}",
+            PROCS
+                .iter()
+                .enumerate()
+                .map(|(p, n)| format!("{n} {:.3}", per(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for c in [8, 32] {
+        let (shared, _) = slice(Side::Shared, c, &tenant, &sessions).await;
+        let n = shared.len();
+        let shared = summarize(shared);
+        println!(
+            "direct, {c} clients on one MCP session: p50 {}, {:.0} req/s",
+            ms(shared.p50),
+            n as f64 / SLICE.as_secs_f64()
+        );
+    }
+    let (floor, _) = slice(Side::Floor, 1, &tenant, &sessions).await;
+    let floor = summarize(floor);
+    println!(
+        "HTTP floor (GET /healthz of the service, c=1): p50 {}, p95 {}",
+        ms(floor.p50),
+        ms(floor.p95)
+    );
+    println!("service RSS peak {peak:.1} MiB");
+    for s in Arc::try_unwrap(sessions).ok().into_iter().flatten() {
+        s.close().await;
+    }
+}

@@ -1,0 +1,122 @@
+//! The query-history queue against the real graph: runs are written in batches off the request
+//! path, a flush writes everything queued before it, a full queue drops and counts instead of
+//! growing, and runs of a database deleted meanwhile are skipped.
+
+use aether_dbhub::model::Execution;
+use aether_dbhub::queries::recorder::{QUEUE, Recorder};
+
+use crate::support::api::{self, person};
+use crate::support::unique;
+
+fn counter(outcome: &str) -> u64 {
+    let text = aether_dbhub::metrics::render();
+    let prefix = format!("aether_dbhub_history_entries_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn run(p: &api::Person, database_id: &str, n: usize) -> Execution {
+    Execution {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: p.tenant.clone(),
+        space_id: p.space.clone(),
+        database_id: database_id.into(),
+        database_name: String::new(),
+        user_id: p.id.clone(),
+        statement: format!("SELECT {n}"),
+        status: "success".into(),
+        error: String::new(),
+        row_count: 1,
+        truncated: false,
+        duration_ms: 1,
+        executed_at: "2026-12-01T00:00:00Z".into(),
+        saved_query_id: None,
+        executed_ns: n as i64,
+    }
+}
+
+async fn count(graph: &neo4rs::Graph, database_id: &str) -> i64 {
+    let mut rows = graph
+        .execute(
+            neo4rs::query(
+                "MATCH (q:QueryExecution {database_id: $id})-[:EXECUTED_ON]->(:Database {id: $id}) \
+                 MATCH (:User)-[:EXECUTED]->(q) RETURN count(q) AS n",
+            )
+            .param("id", database_id),
+        )
+        .await
+        .unwrap();
+    rows.next().await.unwrap().unwrap().get("n").unwrap()
+}
+
+// Current-thread runtime: the writer task cannot run while the test submits without awaiting,
+// so exactly the runs beyond the queue's capacity are dropped.
+#[tokio::test(flavor = "current_thread")]
+async fn history_queue_writes_batches_flushes_and_sheds_when_full() {
+    let graph = api::graph();
+    let p = person(&graph).await;
+    let (db, gone) = (unique("histdb"), unique("histgone"));
+    for id in [&db, &gone] {
+        graph
+            .run(
+                neo4rs::query(
+                    "CREATE (:Database {id: $id, tenant_id: $t, space_id: $s, name: $id})",
+                )
+                .param("id", id.as_str())
+                .param("t", p.tenant.as_str())
+                .param("s", p.space.as_str()),
+            )
+            .await
+            .unwrap();
+    }
+    let recorder = Recorder::start(api::store().await);
+    let (written, dropped) = (counter("written"), counter("dropped_full"));
+
+    let extra = 37;
+    for n in 0..QUEUE + extra {
+        recorder.submit(run(&p, &db, n));
+    }
+    assert_eq!(
+        counter("dropped_full") - dropped,
+        extra as u64,
+        "runs beyond the queue are counted as dropped"
+    );
+    recorder.flush().await;
+    assert_eq!(
+        count(&graph, &db).await,
+        QUEUE as i64,
+        "everything queued before the flush is written"
+    );
+    assert!(counter("written") - written >= QUEUE as u64);
+
+    // A run of a database deleted before the writer gets to it is skipped, not an error.
+    graph
+        .run(
+            neo4rs::query("MATCH (d:Database {id: $id}) DETACH DELETE d")
+                .param("id", gone.as_str()),
+        )
+        .await
+        .unwrap();
+    recorder.submit(run(&p, &gone, 1));
+    recorder.submit(run(&p, &db, QUEUE + 1));
+    recorder.flush().await;
+    assert_eq!(count(&graph, &db).await, QUEUE as i64 + 1);
+    let mut rows = graph
+        .execute(
+            neo4rs::query("MATCH (q:QueryExecution {database_id: $id}) RETURN count(q) AS n")
+                .param("id", gone.as_str()),
+        )
+        .await
+        .unwrap();
+    let n: i64 = rows.next().await.unwrap().unwrap().get("n").unwrap();
+    assert_eq!(n, 0);
+
+    graph
+        .run(
+            neo4rs::query("MATCH (d:Database {id: $id}) OPTIONAL MATCH (q:QueryExecution)-[:EXECUTED_ON]->(d) DETACH DELETE q, d")
+                .param("id", db.as_str()),
+        )
+        .await
+        .unwrap();
+}
