@@ -393,10 +393,19 @@ pub struct KubeArgs {
         default_value = ""
     )]
     pub watch_namespace: String,
+
+    /// Connection checks the reconciler runs at once, in all.
+    #[arg(long, env = "AETHER_DBHUB_PROBE_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub probe_concurrency: u32,
+
+    /// Connection checks the reconciler runs at once against one server (host:port), however
+    /// many Databases point at it.
+    #[arg(long, env = "AETHER_DBHUB_PROBE_PER_SERVER", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub probe_per_server: u32,
 }
 
 impl KubeArgs {
-    /// The reconcilers' configuration: their scope and the connection policy.
+    /// The reconcilers' configuration: their scope, the connection policy and the check limits.
     pub fn reconcilers(&self, policy: &PolicyArgs) -> dbhub_operator::controller::Config {
         let ns = self.watch_namespace.trim();
         dbhub_operator::controller::Config {
@@ -404,6 +413,10 @@ impl KubeArgs {
                 namespace: (!ns.is_empty()).then(|| ns.to_string()),
             },
             policy: policy.policy(),
+            probes: dbhub_operator::controller::database::ProbeLimits {
+                concurrency: self.probe_concurrency as usize,
+                per_server: self.probe_per_server as usize,
+            },
         }
     }
 }

@@ -140,8 +140,11 @@ async fn database_wrong_password_fails_clean_then_recovers_when_secret_is_fixed(
     assert_no_leak(&ns).await;
 }
 
+/// A closed port is a passing cause (the server may be starting): reported in Ready within the
+/// connection timeout, the Database stays Pending (never Failed, no Warning Event) and is
+/// retried with backoff.
 #[tokio::test]
-async fn database_unreachable_port_fails_within_connection_timeout() {
+async fn database_unreachable_port_is_reported_within_connection_timeout_and_stays_pending() {
     let ns = TestNamespace::new("dbdown").await;
     let _ctl = start(&ns.name).await;
     secret(&ns.api(), "creds", "u", "p").await;
@@ -155,15 +158,30 @@ async fn database_unreachable_port_fails_within_connection_timeout() {
         "connectionTimeout": 3, "credentialsRef": {"name": "creds"}}),
     )
     .await;
-    let db = wait_phase(
-        &api,
-        "gone",
-        DatabasePhase::Failed,
-        Duration::from_secs(3 + 5),
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(3 + 5);
+    let status = loop {
+        let st = api.get("gone").await.unwrap().status.unwrap_or_default();
+        if st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason == "Unreachable")
+        {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "{st:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(started.elapsed() < Duration::from_secs(8));
-    assert!(db.status.unwrap().message.unwrap().contains("unreachable"));
+    assert_eq!(status.phase, Some(DatabasePhase::Pending), "{status:?}");
+    assert!(status.message.unwrap().contains("unreachable"));
+    // Retried (5 s backoff) and still Pending, without a Warning.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let st = api.get("gone").await.unwrap().status.unwrap();
+    assert_eq!(st.phase, Some(DatabasePhase::Pending), "{st:?}");
+    assert!(
+        events_for(&ns, "gone").await.is_empty(),
+        "no Event while Pending"
+    );
 }
 
 /// libpq's `prefer` and `allow` against servers that offer no TLS (the stack's): both connect
@@ -323,10 +341,11 @@ async fn database_steady_state_rechecks_without_writing() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    let after = api.get("pg").await.unwrap();
     assert_eq!(
-        api.get("pg").await.unwrap().metadata.resource_version,
-        rv,
-        "no write while nothing changed"
+        after.metadata.resource_version, rv,
+        "no write while nothing changed: {:?} -> {:?}",
+        db.status, after.status
     );
 }
 

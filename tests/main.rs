@@ -15,6 +15,7 @@ mod frontend;
 mod history;
 mod hostile;
 mod load;
+mod manners;
 mod mcp;
 mod packaging;
 mod policy;

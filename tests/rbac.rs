@@ -85,6 +85,7 @@ async fn rbac_shipped_role_is_enough_for_api_and_reconcilers_and_no_more() {
             namespace: Some(ns.name.clone()),
         },
         policy: crate::support::test_policy(),
+        probes: Default::default(),
     };
     // Under leader election, as in a multi-replica install: the Lease is RBAC-checked too.
     let leader = aether_dbhub::config::LeaderArgs {

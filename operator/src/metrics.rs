@@ -44,6 +44,8 @@ pub struct Metrics {
     errors: Family<ControllerLabel, Counter>,
     duration: Histograms<ControllerLabel>,
     probe: Histograms<ProbeLabel>,
+    probes_waiting: Gauge,
+    probe_wait: Histogram,
     leader: Gauge,
 }
 
@@ -55,6 +57,8 @@ pub fn metrics() -> &'static Metrics {
         errors: Family::default(),
         duration: Family::new_with_constructor(seconds),
         probe: Family::new_with_constructor(seconds),
+        probes_waiting: Gauge::default(),
+        probe_wait: seconds(),
         leader: Gauge::default(),
     })
 }
@@ -81,6 +85,16 @@ pub fn register(registry: &mut Registry) {
         "dbhub_operator_probe_duration_seconds",
         "Time a database connection check took, per engine and outcome",
         m.probe.clone(),
+    );
+    registry.register(
+        "dbhub_operator_probes_waiting",
+        "Connection checks waiting for a slot (the global or their server's limit)",
+        m.probes_waiting.clone(),
+    );
+    registry.register(
+        "dbhub_operator_probe_wait_seconds",
+        "Time a connection check waited for its slot",
+        m.probe_wait.clone(),
     );
     registry.register(
         "dbhub_operator_leader",
@@ -117,6 +131,26 @@ pub fn probe(engine: &str, ok: bool, seconds: f64) {
         outcome: if ok { "ok" } else { "error" }.into(),
     };
     metrics().probe.get_or_create(&label).observe(seconds);
+}
+
+/// A connection check waiting for its slot: counted in `probes_waiting` while it lives, its
+/// wait observed when it ends.
+pub struct Waiting(Instant);
+
+impl Waiting {
+    /// Starts waiting.
+    pub fn start() -> Self {
+        metrics().probes_waiting.inc();
+        Self(Instant::now())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let m = metrics();
+        m.probes_waiting.dec();
+        m.probe_wait.observe(self.0.elapsed().as_secs_f64());
+    }
 }
 
 /// Sets whether this process is the one reconciling.

@@ -40,6 +40,10 @@ pub enum ProbeError {
     /// TLS could not be negotiated.
     #[error("TLS failed: {0}")]
     Tls(String),
+    /// The server is up but turned the connection away for now: too many connections, starting
+    /// up or shutting down, out of resources.
+    #[error("server busy: {0}")]
+    Busy(String),
     /// Anything else the driver reported.
     #[error("check failed: {0}")]
     Other(String),
@@ -54,13 +58,19 @@ impl ProbeError {
             Self::AuthFailed(_) => "AuthenticationFailed",
             Self::DatabaseNotFound(_) => "DatabaseNotFound",
             Self::Tls(_) => "TLSFailed",
+            Self::Busy(_) => "ServerBusy",
             Self::Other(_) => "CheckFailed",
         }
     }
 
-    /// Retrying without a change to the spec or the Secret will not help.
+    /// Retrying without a change to the spec or the Secret will not help: a user must fix the
+    /// credentials, the database name or the TLS settings. Everything else (busy, unreachable,
+    /// timed out, unknown) is transient and retried with backoff.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::AuthFailed(_) | Self::DatabaseNotFound(_))
+        matches!(
+            self,
+            Self::AuthFailed(_) | Self::DatabaseNotFound(_) | Self::Tls(_)
+        )
     }
 }
 
@@ -273,22 +283,42 @@ fn classify(e: sqlx::Error) -> ProbeError {
         sqlx::Error::Database(db) => {
             let msg = db.message().to_string();
             if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                // ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_BAD_DB_ERROR.
-                return match my.number() {
-                    1045 | 1044 => ProbeError::AuthFailed(msg),
-                    1049 => ProbeError::DatabaseNotFound(msg),
-                    _ => ProbeError::Other(msg),
-                };
+                return mysql_error(my.number(), msg);
             }
-            // PostgreSQL SQLSTATEs: invalid_password, invalid_authorization_specification,
-            // invalid_catalog_name.
-            match db.code().as_deref() {
-                Some("28P01" | "28000") => ProbeError::AuthFailed(msg),
-                Some("3D000") => ProbeError::DatabaseNotFound(msg),
-                _ => ProbeError::Other(msg),
-            }
+            postgres_error(db.code().as_deref().unwrap_or_default(), msg)
         }
         _ => ProbeError::Other(e.to_string()),
+    }
+}
+
+/// A MySQL/MariaDB server error at connect time, by error number.
+fn mysql_error(number: u16, msg: String) -> ProbeError {
+    match number {
+        // ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR.
+        1045 | 1044 | 1698 => ProbeError::AuthFailed(msg),
+        // ER_BAD_DB_ERROR.
+        1049 => ProbeError::DatabaseNotFound(msg),
+        // ER_CON_COUNT_ERROR (too many connections), ER_TOO_MANY_USER_CONNECTIONS,
+        // ER_USER_LIMIT_REACHED, ER_CANT_CREATE_THREAD, ER_OUTOFMEMORY, ER_OUT_OF_SORTMEMORY,
+        // ER_OUT_OF_RESOURCES, ER_SERVER_SHUTDOWN, ER_SERVER_OFFLINE_MODE (MySQL 3032).
+        1040 | 1203 | 1226 | 1135 | 1037 | 1038 | 1041 | 1053 | 3032 => ProbeError::Busy(msg),
+        _ => ProbeError::Other(msg),
+    }
+}
+
+/// A PostgreSQL server error at connect time, by SQLSTATE.
+fn postgres_error(code: &str, msg: String) -> ProbeError {
+    match code {
+        // invalid_password, invalid_authorization_specification.
+        "28P01" | "28000" => ProbeError::AuthFailed(msg),
+        // invalid_catalog_name.
+        "3D000" => ProbeError::DatabaseNotFound(msg),
+        // Class 53 insufficient_resources (53300 too_many_connections, 53100 disk_full, …);
+        // cannot_connect_now (starting up, recovering), admin_shutdown, crash_shutdown; class
+        // 08 connection_exception.
+        c if c.starts_with("53") || c.starts_with("08") => ProbeError::Busy(msg),
+        "57P01" | "57P02" | "57P03" => ProbeError::Busy(msg),
+        _ => ProbeError::Other(msg),
     }
 }
 
@@ -311,8 +341,18 @@ fn classify_tds(e: tiberius::error::Error) -> ProbeError {
         tiberius::error::Error::Server(t) if t.code() == 4060 => {
             ProbeError::DatabaseNotFound(t.message().to_string())
         }
+        tiberius::error::Error::Server(t) if sqlserver_busy(t.code()) => {
+            ProbeError::Busy(t.message().to_string())
+        }
         _ => ProbeError::Other(e.to_string()),
     }
+}
+
+/// SQL Server errors that mean "not now": 17809 the user connection limit is reached, 17142
+/// the server is paused, 18401 single-user or script-upgrade mode, 10928/10929 resource
+/// limits, 40501 service busy, 40613 database unavailable (Azure SQL).
+fn sqlserver_busy(code: u32) -> bool {
+    matches!(code, 17809 | 17142 | 18401 | 10928 | 10929 | 40501 | 40613)
 }
 
 impl ProbeError {
@@ -326,6 +366,7 @@ impl ProbeError {
             Self::AuthFailed(m) => Self::AuthFailed(f(m)),
             Self::DatabaseNotFound(m) => Self::DatabaseNotFound(f(m)),
             Self::Tls(m) => Self::Tls(f(m)),
+            Self::Busy(m) => Self::Busy(f(m)),
             Self::Other(m) => Self::Other(f(m)),
         }
     }
@@ -353,8 +394,51 @@ mod tests {
     #[test]
     fn permanence_follows_the_cause() {
         assert!(ProbeError::AuthFailed("x".into()).is_permanent());
+        assert!(ProbeError::DatabaseNotFound("x".into()).is_permanent());
+        assert!(ProbeError::Tls("server does not support TLS".into()).is_permanent());
         assert!(!ProbeError::Timeout(3).is_permanent());
         assert!(!ProbeError::Unreachable("refused".into()).is_permanent());
+        assert!(!ProbeError::Busy("too many clients".into()).is_permanent());
+        assert!(!ProbeError::Other("unexpected".into()).is_permanent());
+    }
+
+    #[test]
+    fn busy_servers_are_transient_per_engine_and_code() {
+        let m = || String::from("m");
+        for code in [
+            "53300", "53000", "53100", "53200", "53400", "57P03", "57P01", "57P02", "08006",
+            "08001",
+        ] {
+            assert_eq!(postgres_error(code, m()), ProbeError::Busy(m()), "{code}");
+        }
+        for code in ["28P01", "28000"] {
+            assert_eq!(
+                postgres_error(code, m()),
+                ProbeError::AuthFailed(m()),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            postgres_error("3D000", m()),
+            ProbeError::DatabaseNotFound(m())
+        );
+        assert_eq!(postgres_error("42601", m()), ProbeError::Other(m()));
+        for n in [1040, 1203, 1226, 1135, 1037, 1038, 1041, 1053, 3032] {
+            assert_eq!(mysql_error(n, m()), ProbeError::Busy(m()), "{n}");
+        }
+        for n in [1045, 1044, 1698] {
+            assert_eq!(mysql_error(n, m()), ProbeError::AuthFailed(m()), "{n}");
+        }
+        assert_eq!(mysql_error(1049, m()), ProbeError::DatabaseNotFound(m()));
+        assert_eq!(mysql_error(1064, m()), ProbeError::Other(m()));
+        for n in [17809, 17142, 18401, 10928, 10929, 40501, 40613] {
+            assert!(sqlserver_busy(n), "{n}");
+        }
+        assert!(!sqlserver_busy(18456) && !sqlserver_busy(4060));
+        for e in [postgres_error("53300", m()), mysql_error(1040, m())] {
+            assert!(!e.is_permanent());
+            assert_eq!(e.reason(), "ServerBusy");
+        }
     }
 
     #[tokio::test]

@@ -26,6 +26,14 @@ impl Drop for Running {
 
 /// Starts every reconciler watching only `namespace`.
 pub async fn start(namespace: &str) -> Running {
+    start_with(namespace, Default::default()).await
+}
+
+/// As [`start`], with these limits on concurrent connection checks.
+pub async fn start_with(
+    namespace: &str,
+    probes: dbhub_operator::controller::database::ProbeLimits,
+) -> Running {
     logs::capture();
     ensure_installed().await;
     let token = CancellationToken::new();
@@ -34,6 +42,7 @@ pub async fn start(namespace: &str) -> Running {
             namespace: Some(namespace.to_string()),
         },
         policy: super::test_policy(),
+        probes,
     };
     tokio::spawn(dbhub_operator::controller::run_all(
         admin().await,

@@ -85,9 +85,18 @@ pub fn allows(annotation: Option<&str>, namespace: &str) -> bool {
 
 /// Resolves the logins (None for sqlite, which needs none).
 pub async fn resolve(client: &Client, db: &Database) -> Result<Option<Logins>, CredentialsError> {
+    Ok(resolve_versioned(client, db).await?.0)
+}
+
+/// As [`resolve`], with the `resourceVersion` of the Secret they were read from (None for
+/// sqlite): a later check can tell whether the credentials changed since.
+pub async fn resolve_versioned(
+    client: &Client,
+    db: &Database,
+) -> Result<(Option<Logins>, Option<String>), CredentialsError> {
     let Some(r) = db.spec.credentials_ref.as_ref() else {
         return match db.spec.db_type {
-            crate::crd::DatabaseType::Sqlite => Ok(None),
+            crate::crd::DatabaseType::Sqlite => Ok((None, None)),
             other => Err(CredentialsError::NoReference(other.as_str())),
         };
     };
@@ -114,6 +123,7 @@ pub async fn resolve(client: &Client, db: &Database) -> Result<Option<Logins>, C
         }
     }
     let secret = api.get_opt(&name).await?.ok_or_else(not_found)?;
+    let version = secret.resource_version();
     let data = secret.data.unwrap_or_default();
     let value = |key: &str| {
         data.get(key)
@@ -131,13 +141,16 @@ pub async fn resolve(client: &Client, db: &Database) -> Result<Option<Logins>, C
         }),
         _ => None,
     };
-    Ok(Some(Logins {
-        main: Credentials {
-            user: value(&r.user_key)?,
-            password: value(&r.password_key)?,
-        },
-        readonly,
-    }))
+    Ok((
+        Some(Logins {
+            main: Credentials {
+                user: value(&r.user_key)?,
+                password: value(&r.password_key)?,
+            },
+            readonly,
+        }),
+        version,
+    ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,12 @@
 //! The Database reconciler: resolve credentials, check the connection, record the outcome in
 //! status (only when it changed), emit an Event on each phase transition, and come back after
-//! `healthCheckInterval` (sooner, with backoff, while Degraded).
+//! `healthCheckInterval` (sooner, with backoff, while failing for a passing cause).
+//!
+//! Good manners at scale: checks are bounded in all and per server ([`limiter`]); a restart
+//! (or a new leader) does not re-check a Connected Database whose last check is recent and
+//! whose spec and credentials Secret are unchanged — it resumes the schedule at
+//! `lastChecked + interval`; busy or restarting servers are transient (Pending before the first
+//! success, Degraded after it), never Failed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,8 +31,14 @@ use crate::probe::{self, ProbeError, Probed};
 /// The condition reporting the read-only login, when one is configured.
 const READONLY_LOGIN: &str = "ReadOnlyLogin";
 
-/// Consecutive transient failures after which Degraded becomes Failed.
-const DEGRADED_LIMIT: u32 = 3;
+mod limiter;
+
+use limiter::Limiter;
+pub use limiter::ProbeLimits;
+
+/// How long a reconcile after start-up waits for the Secret metadata cache before deciding
+/// whether a check is due.
+const SECRETS_SYNC_WAIT: Duration = Duration::from_secs(10);
 
 /// Shared state of the Database controller.
 pub struct Context {
@@ -38,6 +50,10 @@ pub struct Context {
     known: reflector::Store<Database>,
     /// Where connections may go.
     policy: crate::policy::ConnectionPolicy,
+    /// Slots of the running connection checks.
+    limiter: Limiter,
+    /// Metadata of the Secrets in scope (their resourceVersions tell credential changes).
+    secrets: reflector::Store<PartialObjectMeta<Secret>>,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -57,18 +73,25 @@ pub async fn run(
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let index = reader.clone();
+    let (secret_reader, secret_writer) = reflector::store();
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: super::recorder(client),
         failures: Default::default(),
         known: reader.clone(),
         policy: config.policy,
+        limiter: Limiter::new(config.probes),
+        secrets: secret_reader,
     });
     Controller::for_stream(trigger, reader)
-        // Metadata only: the operator never caches Secret data.
+        // Metadata only (and without managed fields): the operator never caches Secret data.
         .watches_stream(
             watcher(secrets, watcher::Config::default())
                 .default_backoff()
+                .modify(|s| {
+                    s.managed_fields_mut().clear();
+                })
+                .reflect(secret_writer)
                 .touched_objects(),
             move |secret| {
                 users_of(
@@ -103,6 +126,8 @@ enum Outcome {
     Connected {
         probed: Probed,
         readonly: Option<bool>,
+        /// resourceVersion of the credentials Secret (None for sqlite).
+        credentials_version: Option<String>,
     },
     Failed {
         reason: &'static str,
@@ -120,6 +145,10 @@ async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
 async fn reconcile_once(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
     let ns = db.namespace().ok_or(Error::NoNamespace)?;
     let key = format!("{ns}/{}", db.name_any());
+    if let Some(wait) = not_due(&db, &ctx, &key).await {
+        tracing::debug!(db.namespace = %ns, db.name = %db.name_any(), in_secs = wait.as_secs(), "checked recently and unchanged; resuming the schedule");
+        return Ok(Action::requeue(wait));
+    }
     let outcome = check(&db, &ctx).await?;
     let failures = {
         let mut map = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -145,7 +174,7 @@ async fn reconcile_once(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> 
     };
     let old = db.status.clone().unwrap_or_default();
     let now = Timestamp::now();
-    let new = next_status(&old, &outcome, failures, db.meta().generation, now);
+    let new = next_status(&old, &outcome, db.meta().generation, now);
     let interval = Duration::from_secs(db.spec.health_check_interval.max(10) as u64);
     if needs_write(&old, &new, interval, now) {
         let api: Api<Database> = Api::namespaced(ctx.client.clone(), &ns);
@@ -169,6 +198,58 @@ async fn reconcile_once(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> 
     )))
 }
 
+/// When a Database is not due for a check — Connected, its last check younger than the
+/// interval's lower jitter bound, the spec generation and the credentials Secret's
+/// resourceVersion what that check saw, and no failure since in this process — how long until
+/// it is (`lastChecked + interval`, jittered). Spares a restarted operator (or a new leader, or
+/// a watch re-list) from re-checking every Database at once.
+async fn not_due(db: &Database, ctx: &Context, key: &str) -> Option<Duration> {
+    let status = db.status.as_ref()?;
+    if status.phase != Some(DatabasePhase::Connected)
+        || status.observed_generation != db.meta().generation
+        || ctx
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+    {
+        return None;
+    }
+    let last: Timestamp = status.last_checked.as_deref()?.parse().ok()?;
+    let age = Duration::try_from(Timestamp::now().duration_since(last)).ok()?;
+    let interval = Duration::from_secs(db.spec.health_check_interval.max(10) as u64);
+    if age >= interval.mul_f64(0.9) {
+        return None;
+    }
+    if let Some((ns, name)) = credentials::secret_ref(db) {
+        // At start-up the Secret cache may still be filling.
+        let _ = tokio::time::timeout(SECRETS_SYNC_WAIT, ctx.secrets.wait_until_ready()).await;
+        let secret = ctx.secrets.get(&ObjectRef::new(&name).within(&ns))?;
+        if secret.resource_version() != status.credentials_version {
+            return None;
+        }
+    } else if status.credentials_version.is_some() {
+        return None;
+    }
+    Some(
+        jitter(interval, key)
+            .saturating_sub(age)
+            .max(Duration::from_secs(1)),
+    )
+}
+
+/// The server a check connects to (its host and port, or the SQLite file).
+fn server_of(db: &Database) -> String {
+    let spec = &db.spec;
+    format!(
+        "{}:{}",
+        spec.host.as_deref().unwrap_or_default(),
+        spec.port
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| spec.database.clone().unwrap_or_default())
+    )
+}
+
 async fn check(db: &Database, ctx: &Context) -> Result<Outcome> {
     // Resolved again before every check: a name that now points somewhere refused is caught.
     if let Err(refused) = ctx.policy.check(&db.spec).await {
@@ -180,7 +261,8 @@ async fn check(db: &Database, ctx: &Context) -> Result<Outcome> {
             readonly: None,
         });
     }
-    let logins = match credentials::resolve(&ctx.client, db).await {
+    let (logins, credentials_version) = match credentials::resolve_versioned(&ctx.client, db).await
+    {
         Ok(c) => c,
         Err(CredentialsError::Kube(e)) => return Err(Error::Kube(e)),
         Err(e) => {
@@ -193,6 +275,8 @@ async fn check(db: &Database, ctx: &Context) -> Result<Outcome> {
             });
         }
     };
+    // Both logins' checks hold one slot: at most `per_server` connections to this server.
+    let _slot = ctx.limiter.acquire(&server_of(db)).await;
     let probed = match probe::probe(&db.spec, logins.as_ref().map(|l| &l.main)).await {
         Ok(p) => p,
         Err(e) => return Ok(failed(&e, "", None)),
@@ -202,12 +286,14 @@ async fn check(db: &Database, ctx: &Context) -> Result<Outcome> {
         return Ok(Outcome::Connected {
             probed,
             readonly: None,
+            credentials_version,
         });
     };
     Ok(match probe::probe(&db.spec, Some(readonly)).await {
         Ok(_) => Outcome::Connected {
             probed,
             readonly: Some(true),
+            credentials_version,
         },
         Err(e) => failed(&e, "the read-only login: ", Some(false)),
     })
@@ -223,12 +309,12 @@ fn failed(e: &ProbeError, which: &str, readonly: Option<bool>) -> Outcome {
     }
 }
 
-/// The status after this check. Degraded = a transient failure after an earlier success, until
-/// DEGRADED_LIMIT checks in a row have failed; Failed = permanent or repeated failure.
+/// The status after this check. A transient failure (busy, unreachable, timed out) is Degraded
+/// after an earlier success and Pending (with the reason in Ready) before one, however often it
+/// repeats; Failed is for causes a user must fix.
 fn next_status(
     old: &DatabaseStatus,
     outcome: &Outcome,
-    failures: u32,
     generation: Option<i64>,
     now: Timestamp,
 ) -> DatabaseStatus {
@@ -258,8 +344,13 @@ fn next_status(
         None => s.conditions.retain(|c| c.type_ != READONLY_LOGIN),
     }
     match outcome {
-        Outcome::Connected { probed: p, .. } => {
+        Outcome::Connected {
+            probed: p,
+            credentials_version,
+            ..
+        } => {
             let said = connected_message(p.ssl_mode);
+            s.credentials_version = credentials_version.clone();
             s.phase = Some(DatabasePhase::Connected);
             s.message = Some(said.into());
             s.server_version = Some(p.server_version.clone());
@@ -295,12 +386,12 @@ fn next_status(
                 old.phase,
                 Some(DatabasePhase::Connected | DatabasePhase::Degraded)
             );
-            let degraded = !permanent && was_up && failures < DEGRADED_LIMIT;
-            s.phase = Some(if degraded {
-                DatabasePhase::Degraded
-            } else {
-                DatabasePhase::Failed
+            s.phase = Some(match (permanent, was_up) {
+                (true, _) => DatabasePhase::Failed,
+                (false, true) => DatabasePhase::Degraded,
+                (false, false) => DatabasePhase::Pending,
             });
+            s.credentials_version = None;
             s.message = Some(message.clone());
             s.latency_ms = None;
             let (ok, cred_reason, cred_msg) = if *credentials_ok {
@@ -331,7 +422,8 @@ fn next_status(
     s
 }
 
-/// Write when anything but the volatile fields (lastChecked, latencyMs) changed, or when the
+/// Write when anything but the volatile fields (lastChecked, latencyMs, credentialsVersion)
+/// changed, or when the
 /// last recorded check is older than half the interval (so lastChecked stays truthful).
 fn needs_write(
     old: &DatabaseStatus,
@@ -342,6 +434,8 @@ fn needs_write(
     let stable = |s: &DatabaseStatus| DatabaseStatus {
         last_checked: None,
         latency_ms: None,
+        // A touched Secret (a label, an annotation) is not news worth a write of its own.
+        credentials_version: None,
         ..s.clone()
     };
     if stable(old) != stable(new) {
@@ -391,8 +485,13 @@ fn jitter(interval: Duration, key: &str) -> Duration {
     interval - Duration::from_millis(spread / 2) + Duration::from_millis(offset)
 }
 
+/// An Event for entering Connected (Normal), Degraded or Failed (Warning); staying Pending
+/// while a server is busy makes none (the Ready condition says why).
 async fn publish_transition(recorder: &Recorder, db: &Database, new: &DatabaseStatus) {
     let phase = new.phase.unwrap_or(DatabasePhase::Pending);
+    if phase == DatabasePhase::Pending {
+        return;
+    }
     let type_ = if phase == DatabasePhase::Connected {
         EventType::Normal
     } else {

@@ -69,6 +69,8 @@ pub struct Config {
     /// Where Database connections may go: checked before every connection check, and the
     /// source of the DBHub pods' NetworkPolicy egress exceptions.
     pub policy: crate::policy::ConnectionPolicy,
+    /// How many connection checks may run at once, in all and per server.
+    pub probes: database::ProbeLimits,
 }
 
 /// An Event recorder reporting as the operator.

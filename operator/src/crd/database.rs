@@ -241,8 +241,10 @@ pub struct CredentialsRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseStatus {
-    /// Pending (not checked yet), Connected, Degraded (failing after an earlier success) or
-    /// Failed (permanent problem or repeated failure).
+    /// Pending (not connected yet: not checked, or failing for a passing cause such as a busy
+    /// server), Connected, Degraded (failing for a passing cause after an earlier success) or
+    /// Failed (a cause a user must fix: credentials, database name, TLS, a refused reference or
+    /// host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<DatabasePhase>,
     /// When the connection was last checked (RFC 3339).
@@ -264,6 +266,11 @@ pub struct DatabaseStatus {
     /// The spec generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `resourceVersion` of the credentials Secret at a recent successful check (refreshed with
+    /// lastChecked): after a restart the operator re-checks at once only when it (or the spec)
+    /// changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_version: Option<String>,
     /// Standard conditions; `Ready` is True when the last check connected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

@@ -12,6 +12,7 @@ fn ok() -> Outcome {
             ssl_mode: None,
         },
         readonly: None,
+        credentials_version: Some("41".into()),
     }
 }
 
@@ -37,7 +38,7 @@ fn bad_password() -> Outcome {
 
 #[test]
 fn first_success_is_connected_with_version_and_ready_condition() {
-    let s = next_status(&DatabaseStatus::default(), &ok(), 0, Some(1), t(0));
+    let s = next_status(&DatabaseStatus::default(), &ok(), Some(1), t(0));
     assert_eq!(s.phase, Some(DatabasePhase::Connected));
     assert_eq!(s.server_version.as_deref(), Some("PostgreSQL 15"));
     assert_eq!(s.latency_ms, Some(7));
@@ -50,15 +51,23 @@ fn first_success_is_connected_with_version_and_ready_condition() {
 }
 
 #[test]
-fn transient_failure_never_connected_is_failed() {
-    let s = next_status(&DatabaseStatus::default(), &down(), 1, Some(1), t(0));
-    assert_eq!(s.phase, Some(DatabasePhase::Failed));
+fn transient_failure_never_connected_stays_pending_with_the_reason() {
+    let mut s = next_status(&DatabaseStatus::default(), &down(), Some(1), t(0));
+    for i in 1..20 {
+        s = next_status(&s, &down(), Some(1), t(i * 10));
+    }
+    assert_eq!(s.phase, Some(DatabasePhase::Pending));
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Unreachable")
+    );
 }
 
 #[test]
-fn transient_failure_after_success_degrades_then_fails_when_repeated() {
-    let up = next_status(&DatabaseStatus::default(), &ok(), 0, Some(1), t(0));
-    let d1 = next_status(&up, &down(), 1, Some(1), t(10));
+fn transient_failure_after_success_degrades_and_stays_degraded() {
+    let up = next_status(&DatabaseStatus::default(), &ok(), Some(1), t(0));
+    let d1 = next_status(&up, &down(), Some(1), t(10));
     assert_eq!(d1.phase, Some(DatabasePhase::Degraded));
     assert_eq!(d1.latency_ms, None);
     assert_eq!(
@@ -66,17 +75,28 @@ fn transient_failure_after_success_degrades_then_fails_when_repeated() {
         Some("PostgreSQL 15"),
         "last known version kept"
     );
-    let d2 = next_status(&d1, &down(), 2, Some(1), t(20));
+    let d2 = next_status(&d1, &down(), Some(1), t(20));
     assert_eq!(d2.phase, Some(DatabasePhase::Degraded));
-    let f = next_status(&d2, &down(), DEGRADED_LIMIT, Some(1), t(30));
-    assert_eq!(f.phase, Some(DatabasePhase::Failed));
+    let mut d = d2;
+    for i in 3..50 {
+        d = next_status(&d, &down(), Some(1), t(i * 10));
+        assert_eq!(
+            d.phase,
+            Some(DatabasePhase::Degraded),
+            "never Failed for a passing cause"
+        );
+    }
+    assert_eq!(d.credentials_version, None);
+    let back = next_status(&d, &ok(), Some(1), t(600));
+    assert_eq!(back.phase, Some(DatabasePhase::Connected));
+    assert_eq!(back.credentials_version.as_deref(), Some("41"));
 }
 
 #[test]
 fn permanent_failure_after_success_is_failed_at_once() {
-    let up = next_status(&DatabaseStatus::default(), &ok(), 0, Some(1), t(0));
+    let up = next_status(&DatabaseStatus::default(), &ok(), Some(1), t(0));
     assert_eq!(
-        next_status(&up, &bad_password(), 1, Some(1), t(5)).phase,
+        next_status(&up, &bad_password(), Some(1), t(5)).phase,
         Some(DatabasePhase::Failed)
     );
 }
@@ -84,8 +104,8 @@ fn permanent_failure_after_success_is_failed_at_once() {
 #[test]
 fn unchanged_check_within_half_interval_writes_nothing() {
     let interval = Duration::from_secs(300);
-    let s0 = next_status(&DatabaseStatus::default(), &ok(), 0, Some(1), t(0));
-    let s1 = next_status(&s0, &ok(), 0, Some(1), t(60));
+    let s0 = next_status(&DatabaseStatus::default(), &ok(), Some(1), t(0));
+    let s1 = next_status(&s0, &ok(), Some(1), t(60));
     assert!(
         !needs_write(&s0, &s1, interval, t(60)),
         "only lastChecked/latency differ"
@@ -94,9 +114,9 @@ fn unchanged_check_within_half_interval_writes_nothing() {
         needs_write(&s0, &s1, interval, t(150)),
         "half the interval elapsed"
     );
-    let failed = next_status(&s0, &bad_password(), 1, Some(1), t(61));
+    let failed = next_status(&s0, &bad_password(), Some(1), t(61));
     assert!(needs_write(&s0, &failed, interval, t(61)), "phase changed");
-    let new_gen = next_status(&s0, &ok(), 0, Some(2), t(62));
+    let new_gen = next_status(&s0, &ok(), Some(2), t(62));
     assert!(
         needs_write(&s0, &new_gen, interval, t(62)),
         "observedGeneration changed"
@@ -138,8 +158,9 @@ fn a_read_only_login_is_reported_in_its_own_condition() {
             ssl_mode: None,
         },
         readonly: Some(true),
+        credentials_version: None,
     };
-    let s = next_status(&DatabaseStatus::default(), &both, 0, Some(1), t(0));
+    let s = next_status(&DatabaseStatus::default(), &both, Some(1), t(0));
     let c = s
         .conditions
         .iter()
@@ -153,7 +174,7 @@ fn a_read_only_login_is_reported_in_its_own_condition() {
         credentials_ok: true,
         readonly: Some(false),
     };
-    let s = next_status(&s, &failed, 1, Some(1), t(1));
+    let s = next_status(&s, &failed, Some(1), t(1));
     assert_eq!(s.phase, Some(DatabasePhase::Failed));
     let c = s
         .conditions
@@ -161,7 +182,7 @@ fn a_read_only_login_is_reported_in_its_own_condition() {
         .find(|c| c.type_ == "ReadOnlyLogin")
         .unwrap();
     assert_eq!(c.status, "False");
-    let s = next_status(&s, &ok(), 0, Some(2), t(2));
+    let s = next_status(&s, &ok(), Some(2), t(2));
     assert!(
         s.conditions.iter().all(|c| c.type_ != "ReadOnlyLogin"),
         "gone once not configured"
