@@ -8,6 +8,7 @@ COPY operator operator
 COPY src src
 COPY migrations migrations
 COPY openapi openapi
+COPY assets assets
 RUN cargo build --release --locked --bin aether-dbhub
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -127,6 +127,7 @@ async fn chart_renders_in_both_scopes_and_applies_with_server_side_dry_run() {
         stack().get("STACK_HELM"),
         &[
             "lint",
+            "--strict",
             &root(CHART),
             "--set",
             "jwt.issuers=https://kc.example/realms/aether",
@@ -221,10 +222,151 @@ async fn chart_renders_in_both_scopes_and_applies_with_server_side_dry_run() {
         }
         dry_run_apply(&yaml);
     }
-    // A missing issuer is refused with a message saying what to set.
+    // A missing issuer is refused by the values schema, naming it.
     let (ok, _, err) = helm_template(&ns.name, &[]);
     assert!(!ok);
-    assert!(err.contains("jwt.issuers is required"), "{err}");
+    assert!(err.contains("'/jwt/issuers'"), "{err}");
+}
+
+/// `values.schema.json`: the shipped values (with the one required setting) pass `helm lint
+/// --strict`; each mistyped, out-of-range or unknown value fails naming it.
+#[test]
+fn chart_values_schema_refuses_wrong_values_naming_them() {
+    let issuers = "jwt.issuers=https://kc.example/realms/aether";
+    let (ok, out, err) = run(
+        stack().get("STACK_HELM"),
+        &["lint", "--strict", &root(CHART), "--set", issuers],
+        None,
+    );
+    assert!(ok, "helm lint --strict: {out}{err}");
+    let wrong: &[(&str, &str, &str)] = &[
+        (
+            "--set-string",
+            "replicaCount=two",
+            "'/replicaCount': got string, want integer",
+        ),
+        (
+            "--set-string",
+            "leaderElection.enabled=yes-please",
+            "'/leaderElection/enabled'",
+        ),
+        (
+            "--set",
+            "replicas=2",
+            "additional properties 'replicas' not allowed",
+        ),
+        (
+            "--set",
+            "image.tagg=1.0",
+            "additional properties 'tagg' not allowed",
+        ),
+        ("--set", "rbac.scope=everywhere", "'/rbac/scope'"),
+        ("--set", "probes.perServer=0", "'/probes/perServer'"),
+        ("--set", "service.port=70000", "'/service/port'"),
+        (
+            "--set",
+            "dbhub.instanceMode=per-user",
+            "'/dbhub/instanceMode'",
+        ),
+        ("--set", "neo4j.uri=http://neo4j:7474", "'/neo4j/uri'"),
+        (
+            "--set-string",
+            "metrics.serviceMonitor.enabled=maybe",
+            "'/metrics/serviceMonitor/enabled'",
+        ),
+        (
+            "--set",
+            "metrics.serviceMonitor.interval=often",
+            "'/metrics/serviceMonitor/interval'",
+        ),
+    ];
+    for (flag, value, names) in wrong {
+        for cmd in ["lint", "template"] {
+            let mut args = vec![
+                cmd,
+                "rel",
+                CHART,
+                "--kube-version",
+                "1.36.3",
+                "--set",
+                issuers,
+                flag,
+                value,
+            ];
+            if cmd == "lint" {
+                args = vec![
+                    cmd,
+                    "--strict",
+                    CHART,
+                    "--kube-version",
+                    "1.36.3",
+                    "--set",
+                    issuers,
+                    flag,
+                    value,
+                ];
+            }
+            let chart = root(CHART);
+            let at = args.iter().position(|a| *a == CHART).unwrap();
+            args[at] = &chart;
+            let (ok, out, err) = run(stack().get("STACK_HELM"), &args, None);
+            assert!(!ok, "helm {cmd} accepted {value}");
+            assert!(
+                format!("{out}{err}").contains(names),
+                "helm {cmd} {value}: {out}{err}"
+            );
+        }
+    }
+}
+
+/// The ServiceMonitor: not rendered unless enabled; when enabled, only where the cluster
+/// serves its API (or when forced); it scrapes /metrics on the Service's http port.
+#[test]
+fn chart_service_monitor_only_where_prometheus_operator_is() {
+    let render = |extra: &[&str]| {
+        let chart = root(CHART);
+        let mut args = vec![
+            "template",
+            "rel",
+            chart.as_str(),
+            "--kube-version",
+            "1.36.3",
+            "--set",
+            "jwt.issuers=https://kc.example/realms/aether",
+        ];
+        args.extend(extra);
+        let (ok, yaml, err) = run(stack().get("STACK_HELM"), &args, None);
+        assert!(ok, "{err}");
+        docs(&yaml)
+            .into_iter()
+            .filter(|d| d["kind"] == "ServiceMonitor")
+            .collect::<Vec<_>>()
+    };
+    assert!(render(&[]).is_empty());
+    assert!(
+        render(&["--set", "metrics.serviceMonitor.enabled=true"]).is_empty(),
+        "no API, not forced"
+    );
+    let with_api = render(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--api-versions",
+        "monitoring.coreos.com/v1/ServiceMonitor",
+    ]);
+    assert_eq!(with_api.len(), 1);
+    let sm = &with_api[0];
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "http");
+    let forced = render(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.force=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=kube-prom",
+    ]);
+    assert_eq!(forced.len(), 1);
+    assert_eq!(forced[0]["metadata"]["labels"]["release"], "kube-prom");
 }
 
 #[tokio::test]

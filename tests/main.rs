@@ -11,6 +11,7 @@ mod crds;
 mod database_controller;
 mod dbhubinstance_controller;
 mod dev;
+mod docs;
 mod frontend;
 mod history;
 mod hostile;

@@ -6,6 +6,9 @@
 //! - `list`: `GET /databases` with 1 000 records vs the raw Cypher reading them, interleaved.
 //! - `load`: 200 concurrent clients for 60 s mixing list, get and query against a release
 //!   build of `aether-dbhub serve` (requests, errors, p50/p95/p99, peak RSS of the service).
+//! - `operator`: 2 000 Databases / 50 DBHubInstances reconciled by `aether-dbhub operator` from
+//!   cold, a steady window, a restart (time to Connected and served, peak connections, checks,
+//!   writes, RSS).
 //!
 //! It brings the stack up (`scripts/stack up`) when it is not running, starts the service as a
 //! process with its embedded reconcilers in a namespace of its own, registers the stack's
@@ -19,6 +22,7 @@ mod compare;
 mod harness;
 mod list;
 mod load;
+mod operator;
 mod stats;
 
 fn main() {
@@ -27,7 +31,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let all = ["compare", "list", "load"];
+    let all = ["compare", "list", "load", "operator"];
     let run: Vec<&str> = if wanted.is_empty() {
         all.to_vec()
     } else {
@@ -44,6 +48,7 @@ fn main() {
             "compare" => rt.block_on(compare::run()),
             "list" => rt.block_on(list::run()),
             "load" => rt.block_on(load::run()),
+            "operator" => rt.block_on(operator::run()),
             _ => unreachable!(),
         }
     }

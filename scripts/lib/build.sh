@@ -155,11 +155,14 @@ build_tsclient() {
     die "npm install of the TypeScript client tools failed"
 }
 
-# PostgreSQL and MariaDB servers from Debian's packages (private instances are started later).
+# PostgreSQL and MariaDB servers (private instances are started later) and Chromium, from
+# Debian's packages.
 install_debs() {
   local missing=()
   pg_bin >/dev/null 2>&1 || missing+=(postgresql)
   command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+  # Headless Chromium renders the API docs page in tests/docs.rs.
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
   log "installing ${missing[*]} from Debian's packages"

@@ -6,6 +6,7 @@
 mod context;
 pub mod cors;
 mod databases;
+pub mod docs;
 mod extract;
 mod health;
 mod layers;
@@ -26,7 +27,6 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_scalar::Servable;
 
 use crate::auth::Verifier;
 use crate::error::ApiError;
@@ -88,7 +88,7 @@ fn api() -> OpenApiRouter<AppState> {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let cors = state.cors.layer();
-    let (api, doc) = api().split_for_parts();
+    let (api, _) = api().split_for_parts();
     let json = Arc::new(openapi::json());
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     let app = Router::new()
@@ -106,7 +106,7 @@ pub fn router(state: AppState) -> Router {
                 }
             }),
         )
-        .merge(utoipa_scalar::Scalar::with_url("/api/v1/docs", doc))
+        .merge(docs::router())
         .route("/metrics", axum::routing::get(crate::metrics::handler))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

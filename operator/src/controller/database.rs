@@ -69,6 +69,10 @@ pub async fn run(
     // changes and the requeue timer trigger a check.
     let trigger = watcher(dbs, watcher::Config::default())
         .default_backoff()
+        // The cache keeps what checks read, not who wrote which field.
+        .modify(|db| {
+            db.managed_fields_mut().clear();
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
@@ -251,6 +255,8 @@ fn server_of(db: &Database) -> String {
 }
 
 async fn check(db: &Database, ctx: &Context) -> Result<Outcome> {
+    // A burst of reconciles resolves names and reads Secrets a bounded number at a time.
+    let prepare = ctx.limiter.prepare().await;
     // Resolved again before every check: a name that now points somewhere refused is caught.
     if let Err(refused) = ctx.policy.check(&db.spec).await {
         return Ok(Outcome::Failed {
@@ -275,7 +281,8 @@ async fn check(db: &Database, ctx: &Context) -> Result<Outcome> {
             });
         }
     };
-    // Both logins' checks hold one slot: at most `per_server` connections to this server.
+    drop(prepare);
+    // Both logins' connections hold one slot: at most `per_server` at once to this server.
     let _slot = ctx.limiter.acquire(&server_of(db)).await;
     let probed = match probe::probe(&db.spec, logins.as_ref().map(|l| &l.main)).await {
         Ok(p) => p,

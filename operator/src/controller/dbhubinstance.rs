@@ -54,6 +54,10 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
+    // The cache keeps what selection and rendering read, not who wrote which field.
+    .modify(|db| {
+        db.managed_fields_mut().clear();
+    })
     .reflect(db_writer)
     .touched_objects();
     let secrets = watcher(

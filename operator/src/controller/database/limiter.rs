@@ -1,9 +1,11 @@
-//! Bounded connection checks: at most `concurrency` checks run at once, and at most
-//! `per_server` of them against one server (host:port, or the file of a SQLite database), so
-//! however many Databases point at one server the operator opens only a few connections to it
-//! at a time. A check waits for its server's slot first, then for a global one (a crowd of
-//! checks of one server never holds global slots it cannot use). Waiting shows up in
-//! `dbhub_operator_probes_waiting`, never as a failure.
+//! Bounded connection checks: at most `concurrency` checks connect at once, and at most
+//! `per_server` of them to one server (host:port, or the file of a SQLite database), so however
+//! many Databases point at one server the operator opens only a few connections to it at a
+//! time. A check waits for its server's slot first, then for a global one (a crowd of checks
+//! of one server never holds global slots it cannot use). What comes before connecting (name
+//! resolution, the Secret read) is bounded by its own `concurrency` slots, so a burst of
+//! thousands of reconciles is never thousands of DNS lookups and API reads at once. Waiting
+//! shows up in `dbhub_operator_probes_waiting`, never as a failure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,7 @@ impl Default for ProbeLimits {
 
 /// The slots of the running checks.
 pub struct Limiter {
+    prepare: Arc<Semaphore>,
     all: Arc<Semaphore>,
     per_server: usize,
     servers: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -47,13 +50,24 @@ impl Limiter {
     /// Slots for `limits` (each at least 1).
     pub fn new(limits: ProbeLimits) -> Self {
         Self {
+            prepare: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             all: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             per_server: limits.per_server.max(1),
             servers: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Waits for a slot to check `server`.
+    /// Waits for a slot to prepare a check (resolve the host, read the Secret).
+    pub async fn prepare(&self) -> OwnedSemaphorePermit {
+        let _waiting = crate::metrics::Waiting::start();
+        self.prepare
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open")
+    }
+
+    /// Waits for a slot to connect to `server`.
     pub async fn acquire(&self, server: &str) -> Permit<'_> {
         let slot = {
             let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,292 @@
+//! The reconcilers at scale: 2 000 Databases (all on the stack's PostgreSQL) and 50
+//! DBHubInstances (40 Databases each, by label) reconciled by a release `aether-dbhub operator`
+//! from cold; then a steady window; then a restart (SIGKILL, as a failed leader). Prints the
+//! time until every Database is Connected and every instance serves its 40, the peak number of
+//! connections PostgreSQL saw from the operator's login, checks and non-Connected transitions,
+//! API writes in the steady window, checks in the first minute after the restart, and RSS.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use dbhub_operator::crd::{DBHubInstance, Database, DatabasePhase};
+use futures::{StreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use serde_json::json;
+use sqlx::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use crate::stats::rss_mib;
+use crate::support::dbhub::free_port;
+use crate::support::kube::TestNamespace;
+use crate::support::stack;
+
+const DATABASES: usize = 2000;
+const INSTANCES: usize = 50;
+const STEADY: Duration = Duration::from_secs(90);
+const AFTER_RESTART: Duration = Duration::from_secs(60);
+
+struct Operator {
+    child: tokio::process::Child,
+    metrics: String,
+}
+
+impl Operator {
+    async fn start(ns: &str) -> Self {
+        let port = free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
+            .args(["--log-format", "json", "--log", "error", "operator"])
+            .env("AETHER_DBHUB_OPERATOR_LISTEN", format!("127.0.0.1:{port}"))
+            .env("AETHER_DBHUB_NAMESPACE", ns)
+            .env("AETHER_DBHUB_WATCH_NAMESPACE", ns)
+            .env("AETHER_DBHUB_HOST_ALLOW_CIDRS", "127.0.0.0/8")
+            .env("KUBECONFIG", stack().get("KUBECONFIG"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting aether-dbhub operator");
+        Self {
+            child,
+            metrics: format!("http://127.0.0.1:{port}/metrics"),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// Connection checks this process ran (the probe histogram's counts).
+    async fn checks(&self) -> u64 {
+        let Ok(r) = reqwest::get(&self.metrics).await else {
+            return 0;
+        };
+        r.text()
+            .await
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("dbhub_operator_probe_duration_seconds_count"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+}
+
+/// Samples how many connections PostgreSQL has from `user` every 20 ms; the peak so far.
+fn sample_connections(user: String, stop: Arc<AtomicBool>) -> Arc<AtomicI64> {
+    let peak = Arc::new(AtomicI64::new(0));
+    let out = peak.clone();
+    tokio::spawn(async move {
+        let mut admin = sqlx::PgConnection::connect(&crate::support::pg_admin_db_url())
+            .await
+            .unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")
+                    .bind(&user)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap_or(0);
+            peak.fetch_max(n, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    out
+}
+
+/// Sum of the resourceVersions of every object the reconcilers own or write in `ns`, and
+/// how many Events there are (a write of any of them changes the first, a new Event the second).
+async fn write_marks(client: &kube::Client, ns: &str) -> (u128, usize) {
+    async fn sum<K>(api: Api<K>) -> u128
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter_map(|o| o.meta().resource_version.as_deref()?.parse::<u128>().ok())
+            .sum()
+    }
+    let total = sum(Api::<Database>::namespaced(client.clone(), ns)).await
+        + sum(Api::<DBHubInstance>::namespaced(client.clone(), ns)).await
+        + sum(Api::<Deployment>::namespaced(client.clone(), ns)).await
+        + sum(Api::<ConfigMap>::namespaced(client.clone(), ns)).await
+        + sum(Api::<Service>::namespaced(client.clone(), ns)).await
+        + sum(Api::<Secret>::namespaced(client.clone(), ns)).await;
+    let events = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    (total, events)
+}
+
+/// Connected Databases, instances serving all of theirs, and Databases not Connected that
+/// were Connected at some point (Degraded/Failed) or never were (Pending/Failed).
+async fn progress(dbs: &Api<Database>, insts: &Api<DBHubInstance>) -> (usize, usize, usize) {
+    let all = dbs.list(&ListParams::default()).await.unwrap().items;
+    let connected = all
+        .iter()
+        .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DatabasePhase::Connected))
+        .count();
+    let failed = all
+        .iter()
+        .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DatabasePhase::Failed))
+        .count();
+    let served = insts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|i| {
+            i.status
+                .as_ref()
+                .is_some_and(|s| s.connected_databases.len() == DATABASES / INSTANCES)
+        })
+        .count();
+    (connected, served, failed)
+}
+
+pub async fn run() {
+    crate::support::crds::ensure_installed().await;
+    let ns = TestNamespace::new("scale").await;
+    let client = ns.client.clone();
+    let s = stack();
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "creds"},
+        "stringData": {"username": s.get("STACK_DB_USER"), "password": s.hostile_password()}}))
+    .unwrap();
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let insts: Api<DBHubInstance> = ns.api();
+    for i in 0..INSTANCES {
+        let inst: DBHubInstance = serde_json::from_value(json!({
+            "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "DBHubInstance",
+            "metadata": {"name": format!("hub-{i}")},
+            "spec": {"databaseSelector": {"matchLabels": {"group": format!("g{i}")}}}}))
+        .unwrap();
+        insts.create(&PostParams::default(), &inst).await.unwrap();
+    }
+    let dbs: Api<Database> = ns.api();
+    let created = Instant::now();
+    stream::iter(0..DATABASES)
+        .for_each_concurrent(16, |i| {
+            let dbs = dbs.clone();
+            let s = stack();
+            async move {
+                let db: Database = serde_json::from_value(json!({
+                    "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
+                    "metadata": {"name": format!("db-{i}"), "labels": {"group": format!("g{}", i % INSTANCES)}},
+                    "spec": {"type": "postgres", "host": s.get("STACK_PG_HOST"),
+                        "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
+                        "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
+                        "credentialsRef": {"name": "creds"}}}))
+                .unwrap();
+                dbs.create(&PostParams::default(), &db).await.unwrap();
+            }
+        })
+        .await;
+    println!(
+        "{DATABASES} Databases and {INSTANCES} DBHubInstances created in {:.1} s (the operator not yet running)",
+        created.elapsed().as_secs_f64()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = sample_connections(s.get("STACK_DB_USER").to_string(), stop.clone());
+    let op = Operator::start(&ns.name).await;
+    let started = Instant::now();
+    let (mut all_connected, mut all_served) = (None, None);
+    let mut failed_seen = 0;
+    while all_served.is_none() && started.elapsed() < Duration::from_secs(600) {
+        let (connected, served, failed) = progress(&dbs, &insts).await;
+        failed_seen = failed_seen.max(failed);
+        if connected == DATABASES && all_connected.is_none() {
+            all_connected = Some(started.elapsed());
+        }
+        if all_connected.is_some() && served == INSTANCES {
+            all_served = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cold_checks = op.checks().await;
+    let (_, warnings_cold) = write_marks(&client, &ns.name).await;
+    let rss_cold = rss_mib(op.pid());
+    let secs = |d: Option<Duration>| {
+        d.map_or("never (600 s)".to_string(), |d| {
+            format!("{:.1} s", d.as_secs_f64())
+        })
+    };
+    println!("from cold (limits: 32 checks at once, 4 per server):");
+    println!("  all {DATABASES} Connected after {}", secs(all_connected));
+    println!(
+        "  all {INSTANCES} instances serving their {} after {}",
+        DATABASES / INSTANCES,
+        secs(all_served)
+    );
+    println!(
+        "  checks {cold_checks}; most Databases Failed at one time {failed_seen}; Events {warnings_cold}; peak connections from the login {}",
+        peak.load(Ordering::Relaxed)
+    );
+    println!("  operator RSS after the burst {rss_cold:.1} MiB");
+
+    // Steady: nothing changes, nothing is due (interval 300 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let marks = write_marks(&client, &ns.name).await;
+    let before = op.checks().await;
+    tokio::time::sleep(STEADY).await;
+    let after = write_marks(&client, &ns.name).await;
+    println!(
+        "steady {} s: API writes by the reconcilers: {} (objects' resourceVersions {}; new Events {}); checks {}; RSS {:.1} MiB",
+        STEADY.as_secs(),
+        if after == marks { "0" } else { "some" },
+        if after.0 == marks.0 {
+            "unchanged"
+        } else {
+            "changed"
+        },
+        after.1 - marks.1,
+        op.checks().await - before,
+        rss_mib(op.pid())
+    );
+
+    // A restart, as a failover would do it.
+    drop(op);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    peak.store(0, Ordering::Relaxed);
+    let op = Operator::start(&ns.name).await;
+    tokio::time::sleep(AFTER_RESTART).await;
+    let (connected, served, failed) = progress(&dbs, &insts).await;
+    println!(
+        "restart (SIGKILL, then a new process): checks in the first {} s {}; peak connections {}; Connected {connected}, instances serving {served}, Failed {failed}; RSS {:.1} MiB",
+        AFTER_RESTART.as_secs(),
+        op.checks().await,
+        peak.load(Ordering::Relaxed),
+        rss_mib(op.pid())
+    );
+    stop.store(true, Ordering::Relaxed);
+    drop(op);
+
+    // No controller-manager runs here: delete what the namespace holds before it goes.
+    let dp = DeleteParams::background();
+    let lp = ListParams::default();
+    let _ = dbs.delete_collection(&dp, &lp).await;
+    let _ = insts.delete_collection(&dp, &lp).await;
+    let _ = ns.api::<Deployment>().delete_collection(&dp, &lp).await;
+    let _ = ns.api::<ConfigMap>().delete_collection(&dp, &lp).await;
+    let _ = ns.api::<Secret>().delete_collection(&dp, &lp).await;
+    for svc in ns.api::<Service>().list(&lp).await.unwrap().items {
+        let _ = ns
+            .api::<Service>()
+            .delete(&svc.metadata.name.unwrap_or_default(), &dp)
+            .await;
+    }
+}
