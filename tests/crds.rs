@@ -391,3 +391,76 @@ async fn scale_subresource_moves_spec_replicas_and_status_stays_separate() {
     assert_eq!(after_spec.status, after_status.status);
     assert_eq!(after_spec.spec.port, 9090);
 }
+
+/// kubectl with the short names: `db` and `dbhub` each name one resource (the shared category
+/// is `dbhub-all`, so `kubectl get dbhub NAME` and `kubectl scale dbhub NAME` are unambiguous),
+/// and `explain` finds both.
+#[tokio::test]
+async fn kubectl_short_names_get_scale_and_explain() {
+    ensure_installed().await;
+    let ns = TestNamespace::new("kubectl").await;
+    let cache = std::env::temp_dir().join(crate::support::unique("kubectl-cache"));
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::stack().get("STACK_KUBECTL"))
+            .args(args)
+            .args(["-n", &ns.name, "--cache-dir", cache.to_str().unwrap()])
+            .env("KUBECONFIG", crate::support::stack().get("KUBECONFIG"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "kubectl {args:?}: {text}");
+        text
+    };
+    for (file, mut obj) in samples() {
+        if !["dbhubinstance.yaml", "postgres.yaml"]
+            .iter()
+            .any(|f| file.ends_with(f))
+        {
+            continue;
+        }
+        obj["metadata"]["namespace"] = json!(ns.name);
+        let kind = obj["kind"].as_str().unwrap().to_string();
+        let dynobj: DynamicObject = serde_json::from_value(obj).unwrap();
+        let name = dynobj.metadata.name.clone().unwrap();
+        dynamic_api(&ns, &kind)
+            .patch(
+                &name,
+                &PatchParams::apply("aether-dbhub-tests"),
+                &Patch::Apply(&dynobj),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let inst = ns
+        .api::<DBHubInstance>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let db = ns
+        .api::<Database>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(!inst.is_empty() && !db.is_empty(), "samples applied");
+    let (inst, db) = (
+        inst[0].metadata.name.clone().unwrap(),
+        db[0].metadata.name.clone().unwrap(),
+    );
+
+    assert!(kubectl(&["get", "dbhub", &inst]).contains(&inst));
+    assert!(kubectl(&["get", "db", &db]).contains(&db));
+    kubectl(&["scale", "dbhub", &inst, "--replicas=2"]);
+    let scaled = ns.api::<DBHubInstance>().get(&inst).await.unwrap();
+    assert_eq!(scaled.spec.replicas, 2);
+    let all = kubectl(&["get", "dbhub-all"]);
+    assert!(all.contains(&inst) && all.contains(&db), "{all}");
+    assert!(kubectl(&["explain", "dbhub.spec.replicas"]).contains("replicas"));
+    assert!(kubectl(&["explain", "db.spec.sslMode"]).contains("sslMode"));
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -16,7 +16,7 @@ use super::defaults;
     namespaced,
     status = "DatabaseStatus",
     shortname = "db",
-    category = "dbhub",
+    category = "dbhub-all",
     derive = "PartialEq",
     doc = "A database connection checked by the operator and served through DBHub",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),

@@ -19,7 +19,7 @@ use super::defaults;
     namespaced,
     status = "DBHubInstanceStatus",
     shortname = "dbhub",
-    category = "dbhub",
+    category = "dbhub-all",
     derive = "PartialEq",
     doc = "A DBHub MCP server deployed and configured from the Databases it selects",
     scale(
