@@ -291,7 +291,7 @@ async fn database_cross_namespace_reference_is_refused_until_annotated() {
     let api: Api<Database> = ns.api();
     let mut spec = pg_spec("shared");
     spec["credentialsRef"]["namespace"] = json!(other.name);
-    spec["healthCheckInterval"] = json!(10);
+    // The default interval (300 s): the fix must be noticed well before the next health check.
     database(&api, "pg", spec).await;
     let db = wait_phase(&api, "pg", DatabasePhase::Failed, WAIT).await;
     let cond = db
@@ -308,8 +308,15 @@ async fn database_cross_namespace_reference_is_refused_until_annotated() {
         .patch("shared", &PatchParams::default(), &Patch::Merge(&allow))
         .await
         .unwrap();
-    // Re-checked on the next health check (10 s ± 10 %).
+    // The Secret is outside the watched namespace, so no event tells of the annotation: the
+    // refused reference is re-read every 15 s.
+    let annotated = Instant::now();
     wait_phase(&api, "pg", DatabasePhase::Connected, WAIT).await;
+    assert!(
+        annotated.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        annotated.elapsed()
+    );
     assert_no_leak(&ns).await;
 }
 

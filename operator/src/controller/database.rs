@@ -40,6 +40,11 @@ pub use limiter::ProbeLimits;
 /// whether a check is due.
 const SECRETS_SYNC_WAIT: Duration = Duration::from_secs(10);
 
+/// How soon a Database whose credentials could not be used is checked again when its Secret
+/// lies outside the watched namespace (no watch event would tell of a fix, e.g. the
+/// `allowed-namespaces` annotation being added); no connection is opened until they are usable.
+const UNWATCHED_SECRET_RECHECK: Duration = Duration::from_secs(15);
+
 /// Shared state of the Database controller.
 pub struct Context {
     client: Client,
@@ -54,6 +59,8 @@ pub struct Context {
     limiter: Limiter,
     /// Metadata of the Secrets in scope (their resourceVersions tell credential changes).
     secrets: reflector::Store<PartialObjectMeta<Secret>>,
+    /// The one namespace watched; None: all.
+    watched: Option<String>,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -86,6 +93,7 @@ pub async fn run(
         policy: config.policy,
         limiter: Limiter::new(config.probes),
         secrets: secret_reader,
+        watched: config.scope.namespace.clone(),
     });
     Controller::for_stream(trigger, reader)
         // Metadata only (and without managed fields): the operator never caches Secret data.
@@ -197,9 +205,28 @@ async fn reconcile_once(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> 
     }
     let phase = new.phase.unwrap_or(DatabasePhase::Pending);
     tracing::info!(db.namespace = %ns, db.name = %db.name_any(), phase = ?phase, message = new.message.as_deref().unwrap_or_default(), "database checked");
-    Ok(Action::requeue(next_check(
-        phase, failures, &outcome, interval, &key,
-    )))
+    let mut next = next_check(phase, failures, &outcome, interval, &key);
+    if matches!(
+        outcome,
+        Outcome::Failed {
+            credentials_ok: false,
+            ..
+        }
+    ) && !ctx.sees_secret_of(&db)
+    {
+        next = next.min(UNWATCHED_SECRET_RECHECK);
+    }
+    Ok(Action::requeue(next))
+}
+
+impl Context {
+    /// Whether the Secret watch covers the namespace of `db`'s credentials Secret.
+    fn sees_secret_of(&self, db: &Database) -> bool {
+        match (&self.watched, credentials::secret_ref(db)) {
+            (Some(watched), Some((ns, _))) => *watched == ns,
+            _ => true,
+        }
+    }
 }
 
 /// When a Database is not due for a check — Connected, its last check younger than the
