@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// jemalloc hands memory freed after a burst back to the kernel (glibc's malloc kept it).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = aether_dbhub::config::Cli::parse();
     match aether_dbhub::app::run(cli) {
