@@ -80,16 +80,9 @@ async fn seed_graph(space: &str) -> anyhow::Result<String> {
         .build()?;
     let graph = neo4rs::Graph::connect(config)?;
     // Aether's own constraints on the labels the service reads, as Aether's graph has them.
-    for stmt in include_str!("../test-support/aether-graph.cypher")
-        .split(';')
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("//"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|s| !s.trim().is_empty())
-    {
+    for stmt in aether_dbhub::storage::migrate::statements(include_str!(
+        "../test-support/aether-graph.cypher"
+    )) {
         graph.run(neo4rs::query(&stmt)).await?;
     }
     let user = format!("{space}-user");

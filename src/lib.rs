@@ -22,3 +22,4 @@ pub mod spaces;
 pub mod sql;
 pub mod storage;
 pub mod telemetry;
+pub mod ttl;

@@ -281,34 +281,19 @@ fn chart_values_schema_refuses_wrong_values_naming_them() {
         ),
     ];
     for (flag, value, names) in wrong {
-        for cmd in ["lint", "template"] {
-            let mut args = vec![
-                cmd,
-                "rel",
-                CHART,
+        let chart = root(CHART);
+        for cmd in [["lint", "--strict"], ["template", "rel"]] {
+            let mut args = cmd.to_vec();
+            args.extend([
+                chart.as_str(),
                 "--kube-version",
                 "1.36.3",
                 "--set",
                 issuers,
                 flag,
                 value,
-            ];
-            if cmd == "lint" {
-                args = vec![
-                    cmd,
-                    "--strict",
-                    CHART,
-                    "--kube-version",
-                    "1.36.3",
-                    "--set",
-                    issuers,
-                    flag,
-                    value,
-                ];
-            }
-            let chart = root(CHART);
-            let at = args.iter().position(|a| *a == CHART).unwrap();
-            args[at] = &chart;
+            ]);
+            let cmd = cmd[0];
             let (ok, out, err) = run(stack().get("STACK_HELM"), &args, None);
             assert!(!ok, "helm {cmd} accepted {value}");
             assert!(

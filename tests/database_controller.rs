@@ -4,14 +4,15 @@ use std::time::{Duration, Instant};
 
 use dbhub_operator::crd::{Database, DatabasePhase, SslMode};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::support::kube::TestNamespace;
-use crate::support::operator::{app_secret, assert_no_leak, database, secret, start, wait_phase};
-use crate::support::{logs, stack, unique};
+use crate::support::operator::{
+    app_secret, assert_no_leak, checks, database, events_for, secret, start, wait_phase,
+};
+use crate::support::{stack, unique};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -25,14 +26,6 @@ fn mariadb_spec(ty: &str, secret: &str) -> serde_json::Value {
     let s = stack();
     json!({"type": ty, "host": s.get("STACK_MARIADB_HOST"), "port": s.get("STACK_MARIADB_PORT").parse::<i32>().unwrap(),
            "database": s.get("STACK_DB_NAME"), "sslMode": "disable", "credentialsRef": {"name": secret}})
-}
-
-async fn events_for(ns: &TestNamespace, name: &str) -> Vec<Event> {
-    let all = ns.api::<Event>().list(&Default::default()).await.unwrap();
-    all.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
 }
 
 #[tokio::test]
@@ -330,7 +323,7 @@ async fn database_steady_state_rechecks_without_writing() {
     database(&api, "pg", pg_spec("creds")).await;
     let db = wait_phase(&api, "pg", DatabasePhase::Connected, WAIT).await;
     let rv = db.metadata.resource_version.clone();
-    let checked_before = checks_logged(&ns.name);
+    let checked_before = checks(&ns.name, "pg");
 
     // Two Secret touches = two more reconciles, each a real check, neither a write.
     for i in 0..2 {
@@ -340,7 +333,7 @@ async fn database_steady_state_rechecks_without_writing() {
             .await
             .unwrap();
         let deadline = Instant::now() + WAIT;
-        while checks_logged(&ns.name) < checked_before + i + 1 {
+        while checks(&ns.name, "pg") < checked_before + i + 1 {
             assert!(
                 Instant::now() < deadline,
                 "no re-check after touching the Secret"
@@ -354,14 +347,4 @@ async fn database_steady_state_rechecks_without_writing() {
         "no write while nothing changed: {:?} -> {:?}",
         db.status, after.status
     );
-}
-
-/// How many "database checked" log lines the reconciler wrote for namespace `ns`.
-fn checks_logged(ns: &str) -> usize {
-    logs::text()
-        .lines()
-        .filter(|l| {
-            l.contains("database checked") && l.contains(&format!("\"db.namespace\":\"{ns}\""))
-        })
-        .count()
 }

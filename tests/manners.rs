@@ -10,15 +10,16 @@ use dbhub_operator::controller::database::ProbeLimits;
 use dbhub_operator::crd::{DBHubInstance, Database, DatabasePhase};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use sqlx::Connection;
 
 use crate::support::kube::TestNamespace;
-use crate::support::operator::{database, secret, start, start_with, wait_phase};
-use crate::support::{logs, stack, unique};
+use crate::support::operator::{
+    app_secret, checks, database, events_for, secret, start, start_with, wait_phase,
+};
+use crate::support::{stack, unique};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -66,26 +67,6 @@ fn spec(secret: &str, interval: i32) -> serde_json::Value {
     json!({"type": "postgres", "host": s.get("STACK_PG_HOST"), "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
            "database": s.get("STACK_DB_NAME"), "sslMode": "disable", "healthCheckInterval": interval,
            "credentialsRef": {"name": secret}})
-}
-
-/// Checks of Database `name` in `ns` the reconcilers logged so far.
-fn checks(ns: &str, name: &str) -> usize {
-    let (ns, name) = (
-        format!("\"db.namespace\":\"{ns}\""),
-        format!("\"db.name\":\"{name}\""),
-    );
-    logs::text()
-        .lines()
-        .filter(|l| l.contains("database checked") && l.contains(&ns) && l.contains(&name))
-        .count()
-}
-
-async fn events_for(ns: &TestNamespace, name: &str) -> Vec<Event> {
-    let all = ns.api::<Event>().list(&Default::default()).await.unwrap();
-    all.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
 }
 
 fn ready_reason(db: &Database) -> String {
@@ -266,14 +247,7 @@ async fn manners_checks_stay_within_the_global_and_per_server_limits() {
     async fn run(limits: ProbeLimits) -> (usize, usize, usize) {
         let ns = TestNamespace::new("perserver").await;
         let _ctl = start_with(&ns.name, limits).await;
-        let s = stack();
-        secret(
-            &ns.api(),
-            "creds",
-            s.get("STACK_DB_USER"),
-            s.hostile_password(),
-        )
-        .await;
+        app_secret(&ns.api(), "creds").await;
         let relays = [Relay::start().await, Relay::start().await];
         let api: Api<Database> = ns.api();
         let mut names = Vec::new();
@@ -317,14 +291,7 @@ async fn manners_checks_stay_within_the_global_and_per_server_limits() {
 async fn manners_a_restart_resumes_the_schedule() {
     let ns = TestNamespace::new("resume").await;
     let first = start(&ns.name).await;
-    let s = stack();
-    secret(
-        &ns.api(),
-        "creds",
-        s.get("STACK_DB_USER"),
-        s.hostile_password(),
-    )
-    .await;
+    app_secret(&ns.api(), "creds").await;
     let api: Api<Database> = ns.api();
     database(&api, "pg", spec("creds", 300)).await;
     let db = wait_phase(&api, "pg", DatabasePhase::Connected, WAIT).await;

@@ -160,13 +160,7 @@ pub async fn run() {
     let ns = TestNamespace::new("scale").await;
     let client = ns.client.clone();
     let s = stack();
-    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "creds"},
-        "stringData": {"username": s.get("STACK_DB_USER"), "password": s.hostile_password()}}))
-    .unwrap();
-    ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    crate::support::operator::app_secret(&ns.api(), "creds").await;
     let insts: Api<DBHubInstance> = ns.api();
     for i in 0..INSTANCES {
         let inst: DBHubInstance = serde_json::from_value(json!({

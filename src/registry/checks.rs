@@ -2,6 +2,7 @@
 //! kept) and a registered one (re-checked now; the outcome is stored on its node, and shows on
 //! the record until the operator's next check is newer).
 
+use dbhub_operator::controller::database::phase_after_failure;
 use dbhub_operator::crd::DatabasePhase;
 use dbhub_operator::dsn::Credentials;
 use dbhub_operator::probe;
@@ -23,6 +24,9 @@ pub struct CheckOutcome {
     pub latency_ms: Option<i64>,
     /// The TLS mode that connected (`allow`/`prefer` resolved).
     pub ssl_mode: Option<dbhub_operator::crd::SslMode>,
+    /// A failure only a change of the settings or credentials can mend (not a busy or
+    /// unreachable server).
+    pub permanent: bool,
 }
 
 impl From<std::result::Result<probe::Probed, probe::ProbeError>> for CheckOutcome {
@@ -39,19 +43,25 @@ impl From<std::result::Result<probe::Probed, probe::ProbeError>> for CheckOutcom
                 },
                 latency_ms: Some(p.latency.as_millis() as i64),
                 ssl_mode: p.ssl_mode,
+                permanent: false,
             },
-            Err(e) => Self::failed(e.to_string()),
+            Err(e) => Self {
+                permanent: e.is_permanent(),
+                ..Self::failed(e.to_string())
+            },
         }
     }
 }
 
 impl CheckOutcome {
+    /// A failure a user must mend (unusable credentials and the like).
     fn failed(message: String) -> Self {
         Self {
             connected: false,
             message,
             latency_ms: None,
             ssl_mode: None,
+            permanent: true,
         }
     }
 }
@@ -135,10 +145,12 @@ impl Registry {
             .into())
     }
 
-    /// The password kept for `r` (read as the operator reads it).
-    async fn stored_password(&self, r: &crate::model::Database) -> Result<Option<String>> {
-        let cr = self
-            .cluster
+    /// The Database CR of `r`, read now.
+    async fn resource_of(
+        &self,
+        r: &crate::model::Database,
+    ) -> Result<dbhub_operator::crd::Database> {
+        self.cluster
             .fresh_database(&r.cr_name)
             .await?
             .ok_or_else(|| {
@@ -146,7 +158,12 @@ impl Registry {
                     "The database's Kubernetes resource is missing; register the database again."
                         .into(),
                 )
-            })?;
+            })
+    }
+
+    /// The password kept for `r` (read as the operator reads it).
+    async fn stored_password(&self, r: &crate::model::Database) -> Result<Option<String>> {
+        let cr = self.resource_of(r).await?;
         match self.cluster.credentials(&cr).await {
             Ok(logins) => Ok(logins.map(|l| l.main.password)),
             Err(CredentialsProblem::Unreachable(e)) => Err(e.into()),
@@ -162,16 +179,7 @@ impl Registry {
         self.tests.admit(&caller.user_id)?;
         let record = self.find(caller, id).await?;
         self.allowed(&record.settings).await?;
-        let cr = self
-            .cluster
-            .fresh_database(&record.cr_name)
-            .await?
-            .ok_or_else(|| {
-                Error::Conflict(
-                    "The database's Kubernetes resource is missing; register the database again."
-                        .into(),
-                )
-            })?;
+        let cr = self.resource_of(&record).await?;
         let mut spec = cr.spec.clone();
         spec.connection_timeout = spec.connection_timeout.min(CHECK_TIMEOUT_SECS as i32);
         let outcome = match self.cluster.credentials(&cr).await {
@@ -182,10 +190,11 @@ impl Registry {
             Err(CredentialsProblem::Unusable(why)) => CheckOutcome::failed(why),
         };
         let observed = Observed {
+            // Decided as the reconciler decides: a busy server is not a Failed database.
             phase: if outcome.connected {
                 DatabasePhase::Connected
             } else {
-                DatabasePhase::Failed
+                phase_after_failure(outcome.permanent, Some(record.observed.phase))
             },
             message: outcome.message.clone(),
             last_checked: Some(Timestamp::now()),

@@ -5,51 +5,41 @@
 //! it. What the CR does not carry (the display name, which only labels history entries) may be
 //! up to [`TTL`] old on another replica.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::k8s::Cluster;
 use crate::model::{Database, Scope};
+use crate::ttl::TtlMap;
 
 /// How long a record is remembered.
 pub const TTL: Duration = Duration::from_secs(30);
-/// Records remembered at most (beyond, expired ones go, then all).
-const MAX_ENTRIES: usize = 10_000;
 
-#[derive(Default)]
 pub(super) struct Recent {
-    records: Mutex<HashMap<String, (Instant, Database)>>,
+    records: TtlMap<String, Database>,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self {
+            records: TtlMap::new(TTL),
+        }
+    }
 }
 
 impl Recent {
     /// The record `id` of `scope`, if remembered and still what the cluster says.
     pub fn get(&self, scope: &Scope, id: &str, cluster: &Cluster) -> Option<Database> {
-        let d = {
-            let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-            let (at, d) = records.get(id)?;
-            (at.elapsed() < TTL && &d.scope == scope).then(|| d.clone())?
-        };
+        let d = self.records.get(id).filter(|d| &d.scope == scope)?;
         cluster
             .holds_spec(&d.cr_name, &d.scope, &d.settings.cr_spec(None))
             .then_some(d)
     }
 
     pub fn keep(&self, d: &Database) {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        if records.len() >= MAX_ENTRIES {
-            records.retain(|_, (at, _)| at.elapsed() < TTL);
-            if records.len() >= MAX_ENTRIES {
-                records.clear();
-            }
-        }
-        records.insert(d.id.clone(), (Instant::now(), d.clone()));
+        self.records.insert(d.id.clone(), d.clone());
     }
 
     pub fn forget(&self, id: &str) {
-        self.records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.records.remove(id);
     }
 }

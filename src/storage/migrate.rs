@@ -56,18 +56,22 @@ impl Migration {
 
     /// The statements, comments removed.
     pub fn statements(&self) -> Vec<String> {
-        let body: String = self
-            .text
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        body.split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
+        statements(self.text)
     }
+}
+
+/// The `;`-separated statements of a Cypher script, `//` comment lines removed.
+pub fn statements(text: &str) -> Vec<String> {
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    body.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Applies what is missing; returns how many migrations ran.

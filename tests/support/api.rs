@@ -226,16 +226,7 @@ pub async fn aether_schema(graph: &neo4rs::Graph) {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_init(|| async {
         let text = include_str!("../../test-support/aether-graph.cypher");
-        for stmt in text
-            .split(';')
-            .map(|s| {
-                s.lines()
-                    .filter(|l| !l.trim_start().starts_with("//"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .filter(|s| !s.trim().is_empty())
-        {
+        for stmt in aether_dbhub::storage::migrate::statements(text) {
             graph
                 .run(neo4rs::query(&stmt))
                 .await

@@ -140,3 +140,31 @@ pub async fn assert_no_leak(ns: &super::kube::TestNamespace) {
         );
     }
 }
+
+/// The Events about object `name` in the namespace.
+pub async fn events_for(
+    ns: &super::kube::TestNamespace,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let all = ns
+        .api::<k8s_openapi::api::events::v1::Event>()
+        .list(&Default::default())
+        .await
+        .unwrap();
+    all.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// Connection checks of Database `name` in `ns` the in-process reconcilers logged so far.
+pub fn checks(ns: &str, name: &str) -> usize {
+    let (ns, name) = (
+        format!("\"db.namespace\":\"{ns}\""),
+        format!("\"db.name\":\"{name}\""),
+    );
+    logs::text()
+        .lines()
+        .filter(|l| l.contains("database checked") && l.contains(&ns) && l.contains(&name))
+        .count()
+}

@@ -416,15 +416,7 @@ fn next_status(
             credentials_ok,
             ..
         } => {
-            let was_up = matches!(
-                old.phase,
-                Some(DatabasePhase::Connected | DatabasePhase::Degraded)
-            );
-            s.phase = Some(match (permanent, was_up) {
-                (true, _) => DatabasePhase::Failed,
-                (false, true) => DatabasePhase::Degraded,
-                (false, false) => DatabasePhase::Pending,
-            });
+            s.phase = Some(phase_after_failure(*permanent, old.phase));
             s.credentials_version = None;
             s.message = Some(message.clone());
             s.latency_ms = None;
@@ -454,6 +446,19 @@ fn next_status(
         }
     }
     s
+}
+
+/// The phase after a failed check of a Database that was in phase `was`: Failed for a cause a
+/// user must fix (`permanent`); otherwise Degraded when it had connected, Pending when it never
+/// had. The reconciler and the API's on-demand check both decide by this.
+pub fn phase_after_failure(permanent: bool, was: Option<DatabasePhase>) -> DatabasePhase {
+    match (permanent, was) {
+        (true, _) => DatabasePhase::Failed,
+        (false, Some(DatabasePhase::Connected | DatabasePhase::Degraded)) => {
+            DatabasePhase::Degraded
+        }
+        (false, _) => DatabasePhase::Pending,
+    }
 }
 
 /// Write when anything but the volatile fields (lastChecked, latencyMs, credentialsVersion)

@@ -188,3 +188,22 @@ fn a_read_only_login_is_reported_in_its_own_condition() {
         "gone once not configured"
     );
 }
+
+#[test]
+fn phase_after_failure_is_failed_only_for_causes_a_user_must_fix() {
+    use DatabasePhase::*;
+    for was in [
+        None,
+        Some(Pending),
+        Some(Connected),
+        Some(Degraded),
+        Some(Failed),
+    ] {
+        assert_eq!(phase_after_failure(true, was), Failed, "{was:?}");
+    }
+    assert_eq!(phase_after_failure(false, Some(Connected)), Degraded);
+    assert_eq!(phase_after_failure(false, Some(Degraded)), Degraded);
+    for was in [None, Some(Pending), Some(Failed)] {
+        assert_eq!(phase_after_failure(false, was), Pending, "{was:?}");
+    }
+}
