@@ -18,6 +18,7 @@ mod hostile;
 mod load;
 mod manners;
 mod mcp;
+mod node;
 mod packaging;
 mod policy;
 mod queries;

@@ -81,7 +81,9 @@ kube_pki() {
     -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout "$p/server.key" \
     -out "$p/server.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$p/ext"
+  # reached from the host (loopback, the bridge) and from pods (the kubernetes Service)
+  printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:%s.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+    "$NODE_GW" "${NODE_SVC_CIDR%.*/*}" >"$p/ext"
   openssl x509 -req -in "$p/server.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
     -days 3650 -out "$p/server.crt" -extfile "$p/ext" 2>/dev/null
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
@@ -100,17 +102,24 @@ start_kube() {
   port=$(port_of kube-apiserver)
   ETCD_URL="http://127.0.0.1:$(port_of etcd)"
   kube_pki
+  node_pki
+  # On the bridge address: the host reaches it there and pods through the kubernetes Service
+  # (an apiserver advertised on loopback gets no endpoints). Node authorization for the kubelet.
   spawn kube-apiserver "$STATE/logs/kube-apiserver.log" "$(kube_dir)/bin/kube-apiserver" \
-    --etcd-servers "$ETCD_URL" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --etcd-servers "$ETCD_URL" --bind-address "$NODE_GW" --advertise-address "$NODE_GW" \
     --secure-port "$port" --cert-dir "$STATE/pki" \
     --tls-cert-file "$STATE/pki/server.crt" --tls-private-key-file "$STATE/pki/server.key" \
-    --service-cluster-ip-range 10.0.0.0/16 --authorization-mode RBAC \
+    --client-ca-file "$STATE/pki/ca.crt" \
+    --kubelet-client-certificate "$STATE/pki/kubelet-client.crt" \
+    --kubelet-client-key "$STATE/pki/kubelet-client.key" --kubelet-preferred-address-types InternalIP \
+    --service-cluster-ip-range "$NODE_SVC_CIDR" --authorization-mode Node,RBAC \
+    --enable-admission-plugins NodeRestriction \
     --token-auth-file "$STATE/pki/tokens.csv" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$STATE/pki/sa.pub" \
     --service-account-signing-key-file "$STATE/pki/sa.key" \
-    --disable-admission-plugins ServiceAccount --allow-privileged=true -v=0
-  KUBE_URL="https://127.0.0.1:$port"
+    --allow-privileged=true --profiling=false -v=0
+  KUBE_URL="https://$NODE_GW:$port"
   write_kubeconfig "$STATE/kubeconfig" "$ADMIN_TOKEN"
   write_kubeconfig "$STATE/kubeconfig-nobody" "$NOBODY_TOKEN"
   wait_for kube-apiserver 120 "$STATE/logs/kube-apiserver.log" \
@@ -147,8 +156,8 @@ start_neo4j() {
   port=$(port_of neo4j); dir="$STATE/neo4j"
   mkdir -p "$dir"
   spawn neo4j "$STATE/logs/neo4j.log" java -Xms256m -Xmx768m \
-    -cp "$(neo4j_dir)/classes:$(cat "$(neo4j_dir)/classpath")" Neo4jLauncher "$dir" "$port"
-  NEO4J_URI="bolt://127.0.0.1:$port"
+    -cp "$(neo4j_dir)/classes:$(cat "$(neo4j_dir)/classpath")" Neo4jLauncher "$dir" "$port" "$NODE_GW"
+  NEO4J_URI="bolt://$NODE_GW:$port"
   wait_for neo4j 180 "$STATE/logs/neo4j.log" grep -q '^READY' "$STATE/logs/neo4j.log"
 }
 
@@ -170,9 +179,11 @@ start_postgres() {
     as_user postgres "$bin/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" \
       --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-instructions >"$STATE/logs/initdb.log" 2>&1 ||
       die "initdb failed (log: $STATE/logs/initdb.log)"
+    # pods (the node's pod range, on the bridge) connect with passwords too
+    echo "host all all $NODE_POD_CIDR scram-sha-256" >>"$dir/data/pg_hba.conf"
   fi
   spawn_as postgres postgres "$STATE/logs/postgres.log" "$bin/postgres" -D "$dir/data" \
-    -p "$port" -k "$sock" -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200
+    -p "$port" -k "$sock" -c "listen_addresses=127.0.0.1,$NODE_GW" -c fsync=off -c max_connections=200
   PG_PORT=$port
   wait_for postgres 60 "$STATE/logs/postgres.log" "$bin/pg_isready" -h 127.0.0.1 -p "$port"
   [ "$fresh" = 1 ] || return 0
@@ -196,7 +207,7 @@ start_mariadb() {
   fi
   local userflag=(); [ "$(id -u)" -eq 0 ] && userflag=(--user=mysql)
   spawn mariadb "$STATE/logs/mariadb.log" mariadbd --no-defaults --datadir="$dir/data" \
-    --port="$port" --bind-address=127.0.0.1 --socket="$sock" --pid-file="$dir/mariadbd.pid" \
+    --port="$port" --bind-address="127.0.0.1,$NODE_GW" --socket="$sock" --pid-file="$dir/mariadbd.pid" \
     --skip-name-resolve --innodb-flush-log-at-trx-commit=0 --skip-log-bin "${userflag[@]}"
   MY_PORT=$port
   wait_for mariadb 60 "$STATE/logs/mariadb.log" mariadb-admin --no-defaults --socket="$sock" -uroot ping

@@ -8,6 +8,7 @@ pub mod crds;
 pub mod dbhub;
 pub mod kube;
 pub mod logs;
+pub mod node;
 pub mod operator;
 pub mod scenario;
 

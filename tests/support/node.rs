@@ -1,0 +1,297 @@
+//! The stack's Kubernetes node from a user's side: kubectl and helm as the stack's admin, pods
+//! that run commands, waiting for what the cluster reports, and an OIDC-style JWKS issuer that
+//! pods can reach (the chart's service verifies tokens against it as it would Keycloak's).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{stack, unique};
+
+/// Runs the stack's kubectl (admin) with `args` and `stdin`; Err carries stderr.
+pub async fn kubectl_in(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    run(stack().get("STACK_KUBECTL"), args, stdin).await
+}
+
+/// Runs the stack's kubectl (admin).
+pub async fn kubectl(args: &[&str]) -> Result<String, String> {
+    kubectl_in(args, None).await
+}
+
+/// `kubectl get ... -o json`, parsed; None when it does not exist (or cannot be read).
+pub async fn get_json(args: &[&str]) -> Option<Value> {
+    let mut a = vec!["get"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["-o", "json"]);
+    kubectl(&a)
+        .await
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+}
+
+/// Runs the stack's helm (admin kubeconfig).
+pub async fn helm(args: &[&str]) -> Result<String, String> {
+    run(stack().get("STACK_HELM"), args, None).await
+}
+
+async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env("KUBECONFIG", stack().get("KUBECONFIG"))
+        .env("HELM_CACHE_HOME", std::env::temp_dir().join("aether-dbhub-helm/cache"))
+        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("aether-dbhub-helm/config"))
+        .env("HELM_DATA_HOME", std::env::temp_dir().join("aether-dbhub-helm/data"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("running {program}: {e}"))?;
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .map_err(|_| format!("{program} {args:?} did not finish within 300s"))?
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    }
+}
+
+/// Polls `check` every 500 ms until it yields a value; panics after `secs` with `what` and the
+/// last thing `check` saw (its Err).
+pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match check().await {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{what}: not within {secs}s; last seen: {last}");
+}
+
+/// A namespace with a fixed name (the seed's samples name theirs): any earlier one of that name
+/// is deleted and waited for first; deleted again when dropped.
+pub struct FixedNamespace(pub String);
+
+impl FixedNamespace {
+    pub async fn fresh(name: &str) -> Self {
+        let _ = kubectl(&["delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=120s"]).await;
+        kubectl(&["create", "namespace", name]).await.unwrap();
+        Self(name.to_string())
+    }
+}
+
+impl Drop for FixedNamespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(stack().get("STACK_KUBECTL"))
+            .args(["delete", "namespace", &self.0, "--wait=false", "--ignore-not-found"])
+            .env("KUBECONFIG", stack().get("KUBECONFIG"))
+            .output();
+    }
+}
+
+/// Waits until namespace `name` is gone (its finalizers ran: pods, owned objects).
+pub async fn wait_namespace_gone(name: &str, secs: u64) {
+    wait_for(&format!("namespace {name} deleted"), secs, || async {
+        match get_json(&["namespace", name]).await {
+            None => Ok(()),
+            Some(ns) => Err(format!("phase {}", ns["status"]["phase"])),
+        }
+    })
+    .await
+}
+
+/// A pod that sleeps, to run commands in with `kubectl exec`: `image` (the node's busybox or the
+/// DBHub image for Node.js), `labels` on it.
+pub async fn client_pod(ns: &str, image: &str, labels: Value) -> String {
+    let name = unique("client");
+    let (command, args) = if image.contains("dbhub") {
+        (json!(["node"]), json!(["-e", "setInterval(() => {}, 1 << 30)"]))
+    } else {
+        (json!(["sleep"]), json!(["3600"]))
+    };
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"terminationGracePeriodSeconds": 1, "restartPolicy": "Never",
+                 "automountServiceAccountToken": false,
+                 "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000},
+                 "containers": [{"name": "c", "image": image, "imagePullPolicy": "IfNotPresent",
+                                 "command": command, "args": args}]}
+    });
+    kubectl_in(&["apply", "-f", "-"], Some(&pod.to_string()))
+        .await
+        .unwrap();
+    kubectl(&["-n", ns, "wait", "--for=condition=Ready", &format!("pod/{name}"), "--timeout=120s"])
+        .await
+        .unwrap_or_else(|e| panic!("client pod {name} not Ready: {e}"));
+    name
+}
+
+/// `kubectl exec` in `pod`: stdout, or Err with stderr.
+pub async fn exec(ns: &str, pod: &str, cmd: &[&str]) -> Result<String, String> {
+    let mut a = vec!["-n", ns, "exec", pod, "--"];
+    a.extend_from_slice(cmd);
+    kubectl(&a).await
+}
+
+/// A Node.js script run in `pod` (an image with node) that calls DBHub's MCP endpoint `url` with
+/// `token`: lists the tools and runs `sql` with the first `execute_sql*` tool. Prints one JSON
+/// line `{tools: [...], result: <tools/call result>}`.
+pub async fn mcp_from_pod(ns: &str, pod: &str, url: &str, token: &str, sql: &str) -> Result<Value, String> {
+    let script = r#"
+const [url, token, sql] = process.argv.slice(1);
+const call = async (id, method, params) => {
+  const r = await fetch(url, {method: 'POST', headers: {'Content-Type': 'application/json',
+    'Accept': 'application/json, text/event-stream', 'Authorization': 'Bearer ' + token},
+    body: JSON.stringify({jsonrpc: '2.0', id, method, params})});
+  const text = await r.text();
+  if (!r.ok) throw new Error(method + ': HTTP ' + r.status + ' ' + text);
+  const data = text.split('\n').filter(l => l.startsWith('data:')).map(l => l.slice(5)).join('') || text;
+  const msg = JSON.parse(data);
+  if (msg.error) throw new Error(method + ': ' + JSON.stringify(msg.error));
+  return msg.result;
+};
+(async () => {
+  await call(1, 'initialize', {protocolVersion: '2025-06-18', capabilities: {},
+    clientInfo: {name: 'aether-dbhub-node-test', version: '1'}});
+  const tools = (await call(2, 'tools/list', {})).tools.map(t => t.name);
+  const exec = tools.find(t => t.startsWith('execute_sql'));
+  const result = await call(3, 'tools/call', {name: exec, arguments: {sql}});
+  console.log(JSON.stringify({tools, result}));
+})().catch(e => { console.error(String(e)); process.exit(1); });
+"#;
+    let out = exec(ns, pod, &["node", "-e", script, url, token, sql]).await?;
+    serde_json::from_str(out.trim()).map_err(|e| format!("{e}: {out}"))
+}
+
+/// An RS256 issuer whose JWKS pods can fetch (served on the bridge address), as the chart's
+/// service would use Keycloak's.
+pub struct Issuer {
+    pub iss: String,
+    pub jwks_url: String,
+    key: jsonwebtoken::EncodingKey,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Issuer {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique("issuer"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("key.pem");
+        let ok = std::process::Command::new("openssl")
+            .args(["genrsa", "-out", pem.to_str().unwrap(), "2048"])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "openssl genrsa");
+        let modulus = std::process::Command::new("openssl")
+            .args(["rsa", "-in", pem.to_str().unwrap(), "-noout", "-modulus"])
+            .output()
+            .unwrap();
+        let hex = String::from_utf8(modulus.stdout).unwrap();
+        let hex = hex.trim().trim_start_matches("Modulus=");
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let jwks = json!({"keys": [{"kty": "RSA", "kid": "node-test", "use": "sig", "alg": "RS256",
+                                     "n": base64url(&bytes), "e": "AQAB"}]});
+        let listener = tokio::net::TcpListener::bind((stack().get("STACK_BRIDGE_IP"), 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/certs",
+            axum::routing::get(move || {
+                let jwks = jwks.clone();
+                async move { axum::Json(jwks) }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&pem).unwrap()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        Self {
+            iss: format!("http://{addr}/realms/node-test"),
+            jwks_url: format!("http://{addr}/certs"),
+            key,
+            task,
+        }
+    }
+
+    /// A token for `sub`, valid for an hour.
+    pub fn token(&self, sub: &str) -> String {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("node-test".into());
+        jsonwebtoken::encode(
+            &header,
+            &json!({"sub": sub, "iss": self.iss, "exp": now + 3600, "iat": now}),
+            &self.key,
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The service image `scripts/stack image` built and imported (the README's test command builds
+/// it before the tests run).
+pub fn service_image() -> String {
+    let f = PathBuf::from(stack().get("STACK_DIR")).join("service-image");
+    std::fs::read_to_string(&f)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/stack image", f.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn base64url_matches_rfc4648() {
+    assert_eq!(base64url(b""), "");
+    assert_eq!(base64url(b"f"), "Zg");
+    assert_eq!(base64url(b"fo"), "Zm8");
+    assert_eq!(base64url(b"foo"), "Zm9v");
+    assert_eq!(base64url(b"foob"), "Zm9vYg");
+    assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+}
