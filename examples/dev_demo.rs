@@ -9,6 +9,9 @@
 //! AETHER_DBHUB_DEV_SPACE, AETHER_DBHUB_NAMESPACE, AETHER_DBHUB_JWT_ISSUERS (first one),
 //! AETHER_DBHUB_JWT_HS256_SECRET, NEO4J_URI, KUBECONFIG and the stack's STACK_* variables.
 
+#[path = "../tests/support/localpod.rs"]
+mod localpod;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -182,7 +185,7 @@ async fn served_view(
     ns: &str,
     instance: &str,
     cr: &str,
-) -> anyhow::Result<aether_dbhub::localpod::PodView> {
+) -> anyhow::Result<localpod::PodView> {
     let api: kube::Api<dbhub_operator::crd::DBHubInstance> =
         kube::Api::namespaced(client.clone(), ns);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -193,7 +196,7 @@ async fn served_view(
             .and_then(|i| i.status)
             .is_some_and(|s| s.connected_databases.iter().any(|n| n == cr));
         if served {
-            return aether_dbhub::localpod::pod_view(client.clone(), ns, instance).await;
+            return localpod::pod_view(client.clone(), ns, instance).await;
         }
         if Instant::now() > deadline {
             bail!("DBHubInstance {instance} does not serve {cr} after a minute");
@@ -203,15 +206,12 @@ async fn served_view(
 }
 
 /// Starts DBHub from the view on loopback and waits for /healthz.
-async fn start_dbhub(
-    view: &aether_dbhub::localpod::PodView,
-    port: u16,
-) -> anyhow::Result<tokio::process::Child> {
+async fn start_dbhub(view: &localpod::PodView, port: u16) -> anyhow::Result<tokio::process::Child> {
     let dir = std::path::PathBuf::from(var("STACK_DIR")?).join("dev-dbhub");
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("dbhub.toml");
     std::fs::write(&config, &view.config)?;
-    let args = aether_dbhub::localpod::loopback_args(view, port, &config)?;
+    let args = localpod::loopback_args(view, port, &config)?;
     let log = std::fs::File::create(dir.join("dbhub.log"))?;
     let child = tokio::process::Command::new(var("STACK_NODE")?)
         .arg(var("STACK_DBHUB_JS")?)
@@ -241,7 +241,7 @@ async fn start_dbhub(
     )
 }
 
-fn same(a: &aether_dbhub::localpod::PodView, b: &aether_dbhub::localpod::PodView) -> bool {
+fn same(a: &localpod::PodView, b: &localpod::PodView) -> bool {
     (a.replicas, &a.args, &a.env, &a.config) == (b.replicas, &b.args, &b.env, &b.config)
 }
 
@@ -254,17 +254,16 @@ struct Runner {
     ns: String,
     instance: String,
     port: u16,
-    view: Option<aether_dbhub::localpod::PodView>,
+    view: Option<localpod::PodView>,
     child: Option<tokio::process::Child>,
 }
 
 impl Runner {
     async fn tick(&mut self) {
-        let wanted =
-            aether_dbhub::localpod::pod_view(self.client.clone(), &self.ns, &self.instance)
-                .await
-                .ok()
-                .filter(|v| v.replicas > 0);
+        let wanted = localpod::pod_view(self.client.clone(), &self.ns, &self.instance)
+            .await
+            .ok()
+            .filter(|v| v.replicas > 0);
         let exited = match self.child.as_mut().map(|c| c.try_wait()) {
             Some(Ok(Some(status))) => {
                 eprintln!("[dev] DBHub exited ({status}); starting it again");

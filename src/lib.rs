@@ -11,7 +11,6 @@ pub mod http;
 pub mod k8s;
 pub mod leader;
 pub mod lifecycle;
-pub mod localpod;
 pub mod mcp;
 pub mod metrics;
 pub mod model;

@@ -608,16 +608,15 @@ async fn instance_scale_and_status_follow_the_deployment() {
         assert!(Instant::now() < deadline, "Deployment not scaled to 2");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // No kubelet here: the test reports the pods as the Deployment controller would.
-    let status = json!({"status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}});
-    deps.patch_status("hub", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
+    // The node's kubelet runs the two DBHub pods; the Deployment controller reports them and
+    // the instance's status follows.
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let st = api.get("hub").await.unwrap().status.unwrap_or_default();
-        if st.phase == Some(InstancePhase::Running) {
-            assert_eq!((st.replicas, st.available_replicas), (2, 2));
+        if st.phase == Some(InstancePhase::Running) && st.available_replicas == 2 {
+            assert_eq!(st.replicas, 2);
+            let dep = deps.get("hub").await.unwrap().status.unwrap_or_default();
+            assert_eq!(dep.available_replicas, Some(2), "{dep:?}");
             break;
         }
         assert!(Instant::now() < deadline, "{st:?}");
@@ -644,7 +643,24 @@ async fn instance_unchanged_reconciles_write_nothing() {
     let api: Api<DBHubInstance> = ns.api();
     instance(&ns, "hub", json!({})).await;
     wait_config(&ns, "hub", |c| source_ids(c).len() == 3).await;
-    // Let the reconciler settle (status written, owned-object events drained).
+    // Let the pod come up (the Deployment's and the instance's status change until then), then
+    // the reconciler settle (status written, owned-object events drained).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while api
+        .get("hub")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default()
+        .available_replicas
+        != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the DBHub pod never became available"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let versions = || async {
         let cm = ns

@@ -27,7 +27,9 @@ const SHARED: &str = "tas-shared";
 /// Databases in tas-mcp-servers may use it.
 async fn seed_postgres(password: &str) {
     let admin = stack().get("STACK_PG_ADMIN_URL");
-    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await.unwrap();
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
+        .await
+        .unwrap();
     for sql in [
         "DROP DATABASE IF EXISTS tas_shared WITH (FORCE)".to_string(),
         "DROP ROLE IF EXISTS tas_reader".to_string(),
@@ -35,10 +37,15 @@ async fn seed_postgres(password: &str) {
         "CREATE DATABASE tas_shared OWNER tas_reader".to_string(),
     ] {
         // (the password is generated here: letters and digits only)
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
     let url = format!("{}/tas_shared", admin.rsplit_once('/').unwrap().0);
-    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
     for sql in [
         "CREATE TABLE orders (id int PRIMARY KEY, item text)",
         "INSERT INTO orders VALUES (1, 'anvil'), (2, 'rocket'), (3, 'magnet')",
@@ -68,7 +75,13 @@ async fn seed_postgres(password: &str) {
 }
 
 /// `kubectl get <kind> <name> -n tas-mcp-servers` until `ok(object)`.
-async fn wait_object(kind: &str, name: &str, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+async fn wait_object(
+    kind: &str,
+    name: &str,
+    secs: u64,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
     wait_for(&format!("{kind}/{name}: {what}"), secs, || async {
         match get_json(&["-n", SERVERS, kind, name]).await {
             Some(o) if ok(&o) => Ok(o),
@@ -81,9 +94,15 @@ async fn wait_object(kind: &str, name: &str, secs: u64, what: &str, ok: impl Fn(
 
 /// The pods of DBHubInstance `inst` that are Running and Ready.
 async fn ready_pods(inst: &str) -> Vec<Value> {
-    let pods = get_json(&["-n", SERVERS, "pods", "-l", &format!("app.kubernetes.io/instance={inst},app.kubernetes.io/name=dbhub")])
-        .await
-        .unwrap_or_default();
+    let pods = get_json(&[
+        "-n",
+        SERVERS,
+        "pods",
+        "-l",
+        &format!("app.kubernetes.io/instance={inst},app.kubernetes.io/name=dbhub"),
+    ])
+    .await
+    .unwrap_or_default();
     pods["items"]
         .as_array()
         .cloned()
@@ -91,9 +110,10 @@ async fn ready_pods(inst: &str) -> Vec<Value> {
         .into_iter()
         .filter(|p| {
             p["metadata"]["deletionTimestamp"].is_null()
-                && p["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                && p["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
         })
         .collect()
 }
@@ -120,7 +140,9 @@ async fn seed_phase_7_and_the_service_in_pods() {
 
     // 7.1 CRDs, as the seed says; 7.2 the operator: the chart with the stack's image, two
     // replicas (leader election), reconciling tas-mcp-servers, DBHub endpoints from status.
-    kubectl(&["apply", "-f", &format!("{ROOT}/operator/config/crd/bases/")]).await.unwrap();
+    kubectl(&["apply", "-f", &format!("{ROOT}/operator/config/crd/bases/")])
+        .await
+        .unwrap();
     let release = unique("aether-dbhub");
     let release = &release[..release.len().min(40)];
     let sets = [
@@ -142,8 +164,18 @@ async fn seed_phase_7_and_the_service_in_pods() {
     let installed = helm(&args).await;
     let _uninstall = Uninstall(release.to_string());
     if let Err(e) = installed {
-        let pods = kubectl(&["-n", SERVERS, "get", "pods", "-o", "wide"]).await.unwrap_or_default();
-        let logs = kubectl(&["-n", SERVERS, "logs", &format!("deploy/{release}"), "--tail=40"]).await.unwrap_or_else(|e| e);
+        let pods = kubectl(&["-n", SERVERS, "get", "pods", "-o", "wide"])
+            .await
+            .unwrap_or_default();
+        let logs = kubectl(&[
+            "-n",
+            SERVERS,
+            "logs",
+            &format!("deploy/{release}"),
+            "--tail=40",
+        ])
+        .await
+        .unwrap_or_else(|e| e);
         panic!("helm install: {e}\npods:\n{pods}\nlogs:\n{logs}");
     }
     // Both replicas run; one holds the Lease.
@@ -151,7 +183,10 @@ async fn seed_phase_7_and_the_service_in_pods() {
     assert_eq!(dep["status"]["readyReplicas"], 2, "{}", dep["status"]);
     wait_for("a leader", 60, || async {
         let lease = get_json(&["-n", SERVERS, "lease", "aether-dbhub-leader"]).await;
-        match lease.as_ref().and_then(|l| l["spec"]["holderIdentity"].as_str()) {
+        match lease
+            .as_ref()
+            .and_then(|l| l["spec"]["holderIdentity"].as_str())
+        {
             Some(h) if h.starts_with(release) => Ok(()),
             _ => Err(format!("{lease:?}")),
         }
@@ -170,23 +205,39 @@ async fn seed_phase_7_and_the_service_in_pods() {
     .unwrap();
 
     // 7.5 Connected, Running with one available replica from the real Deployment, the pod runs.
-    wait_object("database", "tas-postgres", 90, "Connected", |o| o["status"]["phase"] == "Connected").await;
+    wait_object("database", "tas-postgres", 90, "Connected", |o| {
+        o["status"]["phase"] == "Connected"
+    })
+    .await;
     let inst = wait_object("dbhubinstance", "dbhub", 180, "Running, 1 available", |o| {
         o["status"]["phase"] == "Running" && o["status"]["availableReplicas"] == 1
     })
     .await;
     let deploy = get_json(&["-n", SERVERS, "deploy", "dbhub"]).await.unwrap();
-    assert_eq!(deploy["status"]["availableReplicas"], 1, "{}", deploy["status"]);
+    assert_eq!(
+        deploy["status"]["availableReplicas"], 1,
+        "{}",
+        deploy["status"]
+    );
     let pods = ready_pods("dbhub").await;
     assert_eq!(pods.len(), 1);
     let endpoint = inst["status"]["endpoint"].as_str().unwrap().to_string();
-    assert_eq!(endpoint, format!("http://dbhub.{SERVERS}.svc.cluster.local:8080/mcp"));
+    assert_eq!(
+        endpoint,
+        format!("http://dbhub.{SERVERS}.svc.cluster.local:8080/mcp")
+    );
 
     // DBHub under the generated Deployment: non-root, read-only root, /tmp writable.
     let pod = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
     let probe = "const fs=require('fs');let r;try{fs.writeFileSync('/x','1');r='writable'}catch(e){r=e.code}\
                  fs.writeFileSync('/tmp/p','1');console.log(JSON.stringify({uid:process.getuid(),root:r,tmp:'ok'}))";
-    let seen: Value = serde_json::from_str(exec(SERVERS, &pod, &["node", "-e", probe]).await.unwrap().trim()).unwrap();
+    let seen: Value = serde_json::from_str(
+        exec(SERVERS, &pod, &["node", "-e", probe])
+            .await
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
     assert_eq!(seen, json!({"uid": 1000, "root": "EROFS", "tmp": "ok"}));
 
     // MCP from a pod through the Service DNS name: tools listed, SQL run.
@@ -197,88 +248,175 @@ async fn seed_phase_7_and_the_service_in_pods() {
         json!({"app.kubernetes.io/name": "aether-dbhub"}),
     )
     .await;
-    let out = mcp_from_pod(SERVERS, &caller, &endpoint, &token, "SELECT item FROM orders ORDER BY id")
-        .await
-        .unwrap();
+    let out = mcp_from_pod(
+        SERVERS,
+        &caller,
+        &endpoint,
+        &token,
+        "SELECT item FROM orders ORDER BY id",
+    )
+    .await
+    .unwrap();
     assert!(out["tools"].as_array().unwrap().len() >= 2, "{out}");
     let text = out["result"].to_string();
     assert!(text.contains("anvil") && text.contains("magnet"), "{out}");
     // Read-only by the instance's default policy: a write is refused by DBHub.
     let write = mcp_from_pod(SERVERS, &caller, &endpoint, &token, "DELETE FROM orders").await;
     assert!(
-        write.as_ref().map(|v| v["result"]["isError"] == true || v.to_string().contains("read")).unwrap_or(true),
+        write
+            .as_ref()
+            .map(|v| v["result"]["isError"] == true || v.to_string().contains("read"))
+            .unwrap_or(true),
         "{write:?}"
     );
     // Without the token: refused.
-    assert!(mcp_from_pod(SERVERS, &caller, &endpoint, "wrong", "SELECT 1").await.is_err());
+    assert!(
+        mcp_from_pod(SERVERS, &caller, &endpoint, "wrong", "SELECT 1")
+            .await
+            .is_err()
+    );
 
     // 7.6 scaling with kubectl and the short name.
-    kubectl(&["scale", "dbhub", "dbhub", "-n", SERVERS, "--replicas=2"]).await.unwrap();
-    wait_object("dbhubinstance", "dbhub", 120, "2 available", |o| o["status"]["availableReplicas"] == 2).await;
+    kubectl(&["scale", "dbhub", "dbhub", "-n", SERVERS, "--replicas=2"])
+        .await
+        .unwrap();
+    wait_object("dbhubinstance", "dbhub", 120, "2 available", |o| {
+        o["status"]["availableReplicas"] == 2
+    })
+    .await;
     wait_for("two ready DBHub pods", 60, || async {
         let n = ready_pods("dbhub").await.len();
-        if n == 2 { Ok(()) } else { Err(format!("{n} ready")) }
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} ready"))
+        }
     })
     .await;
 
     // 7.7 a new Database with the label: config regenerated, pods rolled, new source answers.
-    let old_hash = deploy["spec"]["template"]["metadata"]["annotations"]["dbhub.tas.io/config-hash"].clone();
+    let old_hash =
+        deploy["spec"]["template"]["metadata"]["annotations"]["dbhub.tas.io/config-hash"].clone();
     let second = json!({"apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
         "metadata": {"name": "tas-postgres-replica", "namespace": SERVERS, "labels": {"environment": "production"}},
         "spec": {"type": "postgres", "host": format!("postgres-shared.{SHARED}.svc.cluster.local"), "port": 5432,
                  "database": "tas_shared", "sslMode": "disable",
                  "credentialsRef": {"name": "postgres-shared-secret", "namespace": SHARED,
                                     "userKey": "username", "passwordKey": "password"}}});
-    kubectl_in(&["apply", "-f", "-"], Some(&second.to_string())).await.unwrap();
+    kubectl_in(&["apply", "-f", "-"], Some(&second.to_string()))
+        .await
+        .unwrap();
     wait_object("dbhubinstance", "dbhub", 120, "two databases served", |o| {
-        o["status"]["connectedDatabases"].as_array().is_some_and(|d| d.len() == 2)
+        o["status"]["connectedDatabases"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2)
     })
     .await;
-    let cm = get_json(&["-n", SERVERS, "configmap", "dbhub-config"]).await.unwrap();
-    assert!(cm["data"]["dbhub.toml"].as_str().unwrap().contains("tas_postgres_replica"), "{cm}");
-    kubectl(&["-n", SERVERS, "rollout", "status", "deploy/dbhub", "--timeout=180s"]).await.unwrap();
+    let cm = get_json(&["-n", SERVERS, "configmap", "dbhub-config"])
+        .await
+        .unwrap();
+    assert!(
+        cm["data"]["dbhub.toml"]
+            .as_str()
+            .unwrap()
+            .contains("tas_postgres_replica"),
+        "{cm}"
+    );
+    kubectl(&[
+        "-n",
+        SERVERS,
+        "rollout",
+        "status",
+        "deploy/dbhub",
+        "--timeout=180s",
+    ])
+    .await
+    .unwrap();
     let rolled = get_json(&["-n", SERVERS, "deploy", "dbhub"]).await.unwrap();
-    assert_ne!(rolled["spec"]["template"]["metadata"]["annotations"]["dbhub.tas.io/config-hash"], old_hash);
+    assert_ne!(
+        rolled["spec"]["template"]["metadata"]["annotations"]["dbhub.tas.io/config-hash"],
+        old_hash
+    );
     let tools = wait_for("the new source's tool through the Service", 90, || async {
         let out = mcp_from_pod(SERVERS, &caller, &endpoint, &token, "SELECT 1").await?;
-        let tools: Vec<String> = out["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
-        if tools.iter().any(|t| t.contains("replica")) { Ok(tools) } else { Err(format!("{tools:?}")) }
+        let tools: Vec<String> = out["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        if tools.iter().any(|t| t.contains("replica")) {
+            Ok(tools)
+        } else {
+            Err(format!("{tools:?}"))
+        }
     })
     .await;
-    assert!(tools.iter().any(|t| t.starts_with("execute_sql") && t.contains("replica")), "{tools:?}");
+    assert!(
+        tools
+            .iter()
+            .any(|t| t.starts_with("execute_sql") && t.contains("replica")),
+        "{tools:?}"
+    );
 
     // The service's REST API through its Service: create → Connected → query → delete, the DBHub
     // endpoint taken from the per-space instance's status.endpoint (no override).
-    let svc = get_json(&["-n", SERVERS, "service", release]).await.unwrap();
+    let svc = get_json(&["-n", SERVERS, "service", release])
+        .await
+        .unwrap();
     let base = format!("http://{}:8080", svc["spec"]["clusterIP"].as_str().unwrap());
     let g = graph();
     aether_schema(&g).await;
     let person = crate::support::api::person(&g).await;
-    let api = Rest { base, token: issuer.token(&person.sub), person: &person };
+    let api = Rest {
+        base,
+        token: issuer.token(&person.sub),
+        person: &person,
+    };
     let s = stack();
     let body = json!({"name": unique("pod-pg"), "type": "postgresql", "host": s.get("STACK_BRIDGE_IP"),
         "port": s.get("STACK_PG_PORT"), "database": s.get("STACK_DB_NAME"),
         "username": s.get("STACK_DB_USER"), "password": s.hostile_password(), "ssl_mode": "disable"});
-    let (code, created) = api.send("POST", "/api/v1/databases", Some(body.clone())).await;
+    let (code, created) = api
+        .send("POST", "/api/v1/databases", Some(body.clone()))
+        .await;
     assert_eq!(code, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     let cr = created["connection_id"].as_str().map(String::from);
     wait_for("the API's database Connected", 90, || async {
-        let (_, b) = api.send("GET", &format!("/api/v1/databases/{id}"), None).await;
-        if b["status"] == "Connected" { Ok(()) } else { Err(b.to_string()) }
+        let (_, b) = api
+            .send("GET", &format!("/api/v1/databases/{id}"), None)
+            .await;
+        if b["status"] == "Connected" {
+            Ok(())
+        } else {
+            Err(b.to_string())
+        }
     })
     .await;
     let rows = wait_for("a query through the space's DBHub pod", 180, || async {
         let (code, b) = api
-            .send("POST", &format!("/api/v1/databases/{id}/query"), Some(json!({"query": "SELECT 41 + 1 AS answer"})))
+            .send(
+                "POST",
+                &format!("/api/v1/databases/{id}/query"),
+                Some(json!({"query": "SELECT 41 + 1 AS answer"})),
+            )
             .await;
-        if code == 200 { Ok(b) } else { Err(format!("{code} {b}")) }
+        if code == 200 {
+            Ok(b)
+        } else {
+            Err(format!("{code} {b}"))
+        }
     })
     .await;
     assert_eq!(rows["rows"][0]["answer"], 42, "{rows}");
-    let (code, _) = api.send("DELETE", &format!("/api/v1/databases/{id}"), None).await;
+    let (code, _) = api
+        .send("DELETE", &format!("/api/v1/databases/{id}"), None)
+        .await;
     assert_eq!(code, 204);
-    let (code, _) = api.send("GET", &format!("/api/v1/databases/{id}"), None).await;
+    let (code, _) = api
+        .send("GET", &format!("/api/v1/databases/{id}"), None)
+        .await;
     assert_eq!(code, 404);
     let _ = cr;
 
@@ -289,28 +427,56 @@ async fn seed_phase_7_and_the_service_in_pods() {
     let (code, created) = api.send("POST", "/api/v1/databases", Some(body2)).await;
     assert_eq!(code, 201, "{created}");
     let id2 = created["id"].as_str().unwrap().to_string();
-    let dbs = get_json(&["-n", SERVERS, "databases", "-l", &format!("dbhub.tas.io/database-id={id2}")]).await;
-    let (cr_name, secret_name) = match dbs.as_ref().and_then(|l| l["items"].as_array()).and_then(|i| i.first()) {
+    let dbs = get_json(&[
+        "-n",
+        SERVERS,
+        "databases",
+        "-l",
+        &format!("dbhub.tas.io/database-id={id2}"),
+    ])
+    .await;
+    let (cr_name, secret_name) = match dbs
+        .as_ref()
+        .and_then(|l| l["items"].as_array())
+        .and_then(|i| i.first())
+    {
         Some(db) => (
             db["metadata"]["name"].as_str().unwrap().to_string(),
-            db["spec"]["credentialsRef"]["name"].as_str().unwrap().to_string(),
+            db["spec"]["credentialsRef"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string(),
         ),
         None => {
             // Find it by the Secret's owner instead of a label.
             let all = get_json(&["-n", SERVERS, "databases"]).await.unwrap();
-            let db = all["items"].as_array().unwrap().iter()
+            let db = all["items"]
+                .as_array()
+                .unwrap()
+                .iter()
                 .find(|d| d.to_string().contains(&id2))
                 .unwrap_or_else(|| panic!("no Database CR for {id2}: {all}"))
                 .clone();
             (
                 db["metadata"]["name"].as_str().unwrap().to_string(),
-                db["spec"]["credentialsRef"]["name"].as_str().unwrap().to_string(),
+                db["spec"]["credentialsRef"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
             )
         }
     };
-    let secret = get_json(&["-n", SERVERS, "secret", &secret_name]).await.unwrap();
-    assert_eq!(secret["metadata"]["ownerReferences"][0]["name"], cr_name.as_str(), "{secret}");
-    kubectl(&["-n", SERVERS, "delete", "database", &cr_name]).await.unwrap();
+    let secret = get_json(&["-n", SERVERS, "secret", &secret_name])
+        .await
+        .unwrap();
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["name"],
+        cr_name.as_str(),
+        "{secret}"
+    );
+    kubectl(&["-n", SERVERS, "delete", "database", &cr_name])
+        .await
+        .unwrap();
     wait_for("the API-made Secret collected", 60, || async {
         match get_json(&["-n", SERVERS, "secret", &secret_name]).await {
             None => Ok(()),
@@ -322,15 +488,38 @@ async fn seed_phase_7_and_the_service_in_pods() {
     // Deleting the DBHubInstance garbage-collects everything it owned.
     let uid = inst["metadata"]["uid"].as_str().unwrap().to_string();
     let owned = owned_by(&uid).await;
-    for kind in ["Deployment", "Service", "ConfigMap", "Secret", "NetworkPolicy"] {
-        assert!(owned.iter().any(|(k, _)| k == kind), "no {kind} owned by dbhub: {owned:?}");
+    for kind in [
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "NetworkPolicy",
+    ] {
+        assert!(
+            owned.iter().any(|(k, _)| k == kind),
+            "no {kind} owned by dbhub: {owned:?}"
+        );
     }
-    kubectl(&["-n", SERVERS, "delete", "dbhubinstance", "dbhub"]).await.unwrap();
+    kubectl(&["-n", SERVERS, "delete", "dbhubinstance", "dbhub"])
+        .await
+        .unwrap();
     wait_for("everything dbhub owned collected", 120, || async {
         let left = owned_by(&uid).await;
-        let pods = get_json(&["-n", SERVERS, "pods", "-l", "app.kubernetes.io/instance=dbhub"]).await.unwrap();
+        let pods = get_json(&[
+            "-n",
+            SERVERS,
+            "pods",
+            "-l",
+            "app.kubernetes.io/instance=dbhub",
+        ])
+        .await
+        .unwrap();
         let pods = pods["items"].as_array().map(Vec::len).unwrap_or(0);
-        if left.is_empty() && pods == 0 { Ok(()) } else { Err(format!("{left:?}, {pods} pods")) }
+        if left.is_empty() && pods == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left:?}, {pods} pods"))
+        }
     })
     .await;
 
@@ -345,7 +534,9 @@ async fn seed_phase_7_and_the_service_in_pods() {
 
 /// (kind, name) of every object in tas-mcp-servers whose owner is `uid`.
 async fn owned_by(uid: &str) -> Vec<(String, String)> {
-    let all = get_json(&["-n", SERVERS, "deploy,rs,svc,cm,secret,networkpolicy,pod"]).await.unwrap_or_default();
+    let all = get_json(&["-n", SERVERS, "deploy,rs,svc,cm,secret,networkpolicy,pod"])
+        .await
+        .unwrap_or_default();
     all["items"]
         .as_array()
         .cloned()
@@ -356,7 +547,15 @@ async fn owned_by(uid: &str) -> Vec<(String, String)> {
                 .as_array()
                 .is_some_and(|r| r.iter().any(|r| r["uid"] == uid))
         })
-        .map(|o| (o["kind"].as_str().unwrap_or_default().to_string(), o["metadata"]["name"].as_str().unwrap_or_default().to_string()))
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
         .collect()
 }
 
@@ -365,11 +564,28 @@ struct Uninstall(String);
 impl Drop for Uninstall {
     fn drop(&mut self) {
         let _ = std::process::Command::new(stack().get("STACK_HELM"))
-            .args(["uninstall", &self.0, "--namespace", SERVERS, "--wait", "--timeout", "60s"])
+            .args([
+                "uninstall",
+                &self.0,
+                "--namespace",
+                SERVERS,
+                "--wait",
+                "--timeout",
+                "60s",
+            ])
             .env("KUBECONFIG", stack().get("KUBECONFIG"))
-            .env("HELM_CACHE_HOME", std::env::temp_dir().join("aether-dbhub-helm/cache"))
-            .env("HELM_CONFIG_HOME", std::env::temp_dir().join("aether-dbhub-helm/config"))
-            .env("HELM_DATA_HOME", std::env::temp_dir().join("aether-dbhub-helm/data"))
+            .env(
+                "HELM_CACHE_HOME",
+                std::env::temp_dir().join("aether-dbhub-helm/cache"),
+            )
+            .env(
+                "HELM_CONFIG_HOME",
+                std::env::temp_dir().join("aether-dbhub-helm/config"),
+            )
+            .env(
+                "HELM_DATA_HOME",
+                std::env::temp_dir().join("aether-dbhub-helm/data"),
+            )
             .output();
     }
 }
@@ -410,7 +626,10 @@ impl Rest<'_> {
 async fn traffic_stays_on_loopback_and_the_bridge() {
     let bridge = stack().get("STACK_BRIDGE_IP");
     let pids = stack_pids();
-    let ss = std::process::Command::new("ss").args(["-Hltunp"]).output().unwrap();
+    let ss = std::process::Command::new("ss")
+        .args(["-Hltunp"])
+        .output()
+        .unwrap();
     let ss = String::from_utf8_lossy(&ss.stdout).to_string();
     let mut checked = 0;
     for line in ss.lines() {
@@ -428,7 +647,10 @@ async fn traffic_stays_on_loopback_and_the_bridge() {
             "a stack process listens beyond loopback and the bridge: {line}"
         );
     }
-    assert!(checked >= 10, "expected the stack's listeners, saw {checked}:\n{ss}");
+    assert!(
+        checked >= 10,
+        "expected the stack's listeners, saw {checked}:\n{ss}"
+    );
 
     let ns = crate::support::kube::TestNamespace::new("net").await;
     let pod = client_pod(&ns.name, stack().get("STACK_DBHUB_IMAGE"), json!({})).await;
@@ -447,11 +669,21 @@ async fn traffic_stays_on_loopback_and_the_bridge() {
     connect(bridge, stack().get("STACK_PG_PORT"))
         .await
         .unwrap_or_else(|e| panic!("pod -> the stack's PostgreSQL on the bridge: {e}"));
-    connect("kubernetes.default.svc.cluster.local", "443").await.unwrap();
+    connect("kubernetes.default.svc.cluster.local", "443")
+        .await
+        .unwrap();
     // Nothing beyond: the machine's default gateway and public addresses.
-    let route = std::process::Command::new("ip").args(["-4", "route", "show", "default"]).output().unwrap();
+    let route = std::process::Command::new("ip")
+        .args(["-4", "route", "show", "default"])
+        .output()
+        .unwrap();
     let route = String::from_utf8_lossy(&route.stdout).to_string();
-    let gw = route.split_whitespace().skip_while(|w| *w != "via").nth(1).unwrap_or("1.1.1.1").to_string();
+    let gw = route
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .unwrap_or("1.1.1.1")
+        .to_string();
     let before = guard_drops();
     for target in [gw.as_str(), "1.1.1.1", "8.8.8.8"] {
         for port in ["53", "80", "443"] {
@@ -459,18 +691,43 @@ async fn traffic_stays_on_loopback_and_the_bridge() {
             assert!(r.is_err(), "a pod reached {target}:{port}");
         }
     }
-    assert!(guard_drops() > before, "the guard counted no dropped packet");
+    assert!(
+        guard_drops() > before,
+        "the guard counted no dropped packet"
+    );
     // Cluster DNS has no upstream: an outside name does not resolve, a cluster name does.
     let lookup = "require('dns').lookup(process.argv[1],(e,a)=>{console.log(e?e.code:a);process.exit(e?1:0)})";
     let out = exec(&ns.name, &pod, &["node", "-e", lookup, "example.com"]).await;
     assert!(out.is_err(), "an outside name resolved: {out:?}");
-    let inside = exec(&ns.name, &pod, &["node", "-e", lookup, "kubernetes.default.svc.cluster.local"]).await.unwrap();
-    assert_eq!(inside.trim(), format!("{}.1", stack().get("STACK_SERVICE_CIDR").rsplit_once('.').unwrap().0));
+    let inside = exec(
+        &ns.name,
+        &pod,
+        &["node", "-e", lookup, "kubernetes.default.svc.cluster.local"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        inside.trim(),
+        format!(
+            "{}.1",
+            stack()
+                .get("STACK_SERVICE_CIDR")
+                .rsplit_once('.')
+                .unwrap()
+                .0
+        )
+    );
     // No masquerading rule for the pod range except kube-proxy's own (marked) one.
-    let nat = std::process::Command::new("iptables").args(["-t", "nat", "-S"]).output().unwrap();
+    let nat = std::process::Command::new("iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+        .unwrap();
     let nat = String::from_utf8_lossy(&nat.stdout).to_string();
     for rule in nat.lines().filter(|l| l.contains("MASQUERADE")) {
-        assert!(rule.contains("KUBE-") || !rule.contains("10.244."), "unexpected masquerade: {rule}");
+        assert!(
+            rule.contains("KUBE-") || !rule.contains("10.244."),
+            "unexpected masquerade: {rule}"
+        );
     }
     let nodes = get_json(&["nodes"]).await.unwrap();
     assert_eq!(nodes["items"].as_array().unwrap().len(), 1);
@@ -483,7 +740,10 @@ fn guard_drops() -> u64 {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success() && text.contains("drop"), "the guard is not loaded: {text}");
+    assert!(
+        out.status.success() && text.contains("drop"),
+        "the guard is not loaded: {text}"
+    );
     text.split_whitespace()
         .collect::<Vec<_>>()
         .windows(2)
@@ -503,9 +763,21 @@ fn stack_pids() -> Vec<u32> {
     for _ in 0..3 {
         let mut more = vec![];
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let ppid: u32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let ppid: u32 = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap();
             if pids.contains(&ppid) && !pids.contains(&pid) {
                 more.push(pid);
             }
@@ -522,7 +794,10 @@ fn stack_pids() -> Vec<u32> {
 fn the_stacks_service_image_matches_the_dockerfile() {
     let dockerfile = std::fs::read_to_string(format!("{ROOT}/Dockerfile")).unwrap();
     let last = dockerfile.rsplit("\nFROM ").next().unwrap();
-    assert!(last.starts_with("gcr.io/distroless/cc-debian12:nonroot"), "{last}");
+    assert!(
+        last.starts_with("gcr.io/distroless/cc-debian12:nonroot"),
+        "{last}"
+    );
     let field = |k: &str| {
         last.lines()
             .find_map(|l| l.strip_prefix(&format!("{k} ")))
@@ -554,25 +829,69 @@ print(json.dumps({'name': idx['manifests'][0]['annotations']['io.containerd.imag
         .arg(&tar)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}: {}", tar.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        tar.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let img: Value = serde_json::from_slice(&out.stdout).unwrap();
     let cfg = &img["config"];
     assert_eq!(cfg["User"], field("USER"));
-    assert_eq!(cfg["Entrypoint"], serde_json::from_str::<Value>(&field("ENTRYPOINT")).unwrap());
-    assert_eq!(cfg["Cmd"], serde_json::from_str::<Value>(&field("CMD")).unwrap());
-    assert_eq!(cfg["ExposedPorts"], json!({format!("{}/tcp", field("EXPOSE")): {}}));
-    assert_eq!(cfg["WorkingDir"], "/home/nonroot", "distroless nonroot's working directory");
+    assert_eq!(
+        cfg["Entrypoint"],
+        serde_json::from_str::<Value>(&field("ENTRYPOINT")).unwrap()
+    );
+    assert_eq!(
+        cfg["Cmd"],
+        serde_json::from_str::<Value>(&field("CMD")).unwrap()
+    );
+    assert_eq!(
+        cfg["ExposedPorts"],
+        json!({format!("{}/tcp", field("EXPOSE")): {}})
+    );
+    assert_eq!(
+        cfg["WorkingDir"], "/home/nonroot",
+        "distroless nonroot's working directory"
+    );
     let copy = field("COPY");
-    let dest = copy.split_whitespace().last().unwrap().trim_start_matches('/');
+    let dest = copy
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_start_matches('/');
     let files = img["files"].as_object().unwrap();
     let bin = &files[dest];
-    assert!(bin[2].as_u64().unwrap() & 0o111 != 0 && bin[3].as_u64().unwrap() > 1 << 20, "{bin}");
-    for f in ["lib/x86_64-linux-gnu/libc.so.6", "lib/x86_64-linux-gnu/libgcc_s.so.1", "lib64/ld-linux-x86-64.so.2",
-              "etc/ssl/certs/ca-certificates.crt", "tmp", "home/nonroot"] {
-        assert!(files.contains_key(f), "the image lacks {f} (distroless cc has it)");
+    assert!(
+        bin[2].as_u64().unwrap() & 0o111 != 0 && bin[3].as_u64().unwrap() > 1 << 20,
+        "{bin}"
+    );
+    for f in [
+        "lib/x86_64-linux-gnu/libc.so.6",
+        "lib/x86_64-linux-gnu/libgcc_s.so.1",
+        "lib64/ld-linux-x86-64.so.2",
+        "etc/ssl/certs/ca-certificates.crt",
+        "tmp",
+        "home/nonroot",
+    ] {
+        assert!(
+            files.contains_key(f),
+            "the image lacks {f} (distroless cc has it)"
+        );
     }
     assert_eq!(files["home/nonroot"][0], 65532);
-    assert!(img["passwd"].as_str().unwrap().contains("nonroot:x:65532:65532:"), "{img}");
-    assert!(img["name"].as_str().unwrap().starts_with("localhost/aether-dbhub:"));
+    assert!(
+        img["passwd"]
+            .as_str()
+            .unwrap()
+            .contains("nonroot:x:65532:65532:"),
+        "{img}"
+    );
+    assert!(
+        img["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("localhost/aether-dbhub:")
+    );
     let _ = BTreeMap::<String, String>::new();
 }

@@ -39,6 +39,7 @@ node_net_up() {
   need ip "install iproute2"
   need nft "install nftables"
   mkdir -p "$NODE_SAVED"
+  echo "$STATE" >"$NODE_SAVED/owner"
   [ -f "$NODE_SAVED/ip_forward" ] || cat /proc/sys/net/ipv4/ip_forward >"$NODE_SAVED/ip_forward"
   if [ ! -f "$NODE_SAVED/sysctl" ]; then
     local k; for k in $NODE_SYSCTLS; do echo "$k=$(sysctl -n "$k")"; done >"$NODE_SAVED/sysctl"

@@ -117,11 +117,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub use aether_dbhub::localpod::PodView;
+pub use super::localpod::PodView;
 
 /// What the Deployment of `inst` would give its container.
 pub async fn pod_view(ns: &TestNamespace, inst: &str) -> PodView {
-    aether_dbhub::localpod::pod_view(ns.client.clone(), &ns.name, inst)
+    super::localpod::pod_view(ns.client.clone(), &ns.name, inst)
         .await
         .expect("the instance's objects")
 }
@@ -138,6 +138,6 @@ pub async fn run_pod_on(view: &PodView, port: u16) -> DbHub {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("dbhub.toml");
     std::fs::write(&config, &view.config).unwrap();
-    let args = aether_dbhub::localpod::loopback_args(view, port, &config).unwrap();
+    let args = super::localpod::loopback_args(view, port, &config).unwrap();
     DbHub::spawn(&args, port, &dir.join("dbhub.log"), &view.env).await
 }

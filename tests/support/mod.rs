@@ -7,6 +7,7 @@ pub mod api;
 pub mod crds;
 pub mod dbhub;
 pub mod kube;
+pub mod localpod;
 pub mod logs;
 pub mod node;
 pub mod operator;

@@ -40,16 +40,23 @@ async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env("KUBECONFIG", stack().get("KUBECONFIG"))
-        .env("HELM_CACHE_HOME", std::env::temp_dir().join("aether-dbhub-helm/cache"))
-        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("aether-dbhub-helm/config"))
-        .env("HELM_DATA_HOME", std::env::temp_dir().join("aether-dbhub-helm/data"))
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("aether-dbhub-helm/cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("aether-dbhub-helm/config"),
+        )
+        .env(
+            "HELM_DATA_HOME",
+            std::env::temp_dir().join("aether-dbhub-helm/data"),
+        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("running {program}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("running {program}: {e}"))?;
     let mut input = child.stdin.take().unwrap();
     if let Some(s) = stdin {
         input.write_all(s.as_bytes()).await.unwrap();
@@ -96,7 +103,15 @@ pub struct FixedNamespace(pub String);
 
 impl FixedNamespace {
     pub async fn fresh(name: &str) -> Self {
-        let _ = kubectl(&["delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=120s"]).await;
+        let _ = kubectl(&[
+            "delete",
+            "namespace",
+            name,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ])
+        .await;
         kubectl(&["create", "namespace", name]).await.unwrap();
         Self(name.to_string())
     }
@@ -105,7 +120,13 @@ impl FixedNamespace {
 impl Drop for FixedNamespace {
     fn drop(&mut self) {
         let _ = std::process::Command::new(stack().get("STACK_KUBECTL"))
-            .args(["delete", "namespace", &self.0, "--wait=false", "--ignore-not-found"])
+            .args([
+                "delete",
+                "namespace",
+                &self.0,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
             .env("KUBECONFIG", stack().get("KUBECONFIG"))
             .output();
     }
@@ -127,7 +148,10 @@ pub async fn wait_namespace_gone(name: &str, secs: u64) {
 pub async fn client_pod(ns: &str, image: &str, labels: Value) -> String {
     let name = unique("client");
     let (command, args) = if image.contains("dbhub") {
-        (json!(["node"]), json!(["-e", "setInterval(() => {}, 1 << 30)"]))
+        (
+            json!(["node"]),
+            json!(["-e", "setInterval(() => {}, 1 << 30)"]),
+        )
     } else {
         (json!(["sleep"]), json!(["3600"]))
     };
@@ -143,9 +167,16 @@ pub async fn client_pod(ns: &str, image: &str, labels: Value) -> String {
     kubectl_in(&["apply", "-f", "-"], Some(&pod.to_string()))
         .await
         .unwrap();
-    kubectl(&["-n", ns, "wait", "--for=condition=Ready", &format!("pod/{name}"), "--timeout=120s"])
-        .await
-        .unwrap_or_else(|e| panic!("client pod {name} not Ready: {e}"));
+    kubectl(&[
+        "-n",
+        ns,
+        "wait",
+        "--for=condition=Ready",
+        &format!("pod/{name}"),
+        "--timeout=120s",
+    ])
+    .await
+    .unwrap_or_else(|e| panic!("client pod {name} not Ready: {e}"));
     name
 }
 
@@ -159,7 +190,13 @@ pub async fn exec(ns: &str, pod: &str, cmd: &[&str]) -> Result<String, String> {
 /// A Node.js script run in `pod` (an image with node) that calls DBHub's MCP endpoint `url` with
 /// `token`: lists the tools and runs `sql` with the first `execute_sql*` tool. Prints one JSON
 /// line `{tools: [...], result: <tools/call result>}`.
-pub async fn mcp_from_pod(ns: &str, pod: &str, url: &str, token: &str, sql: &str) -> Result<Value, String> {
+pub async fn mcp_from_pod(
+    ns: &str,
+    pod: &str,
+    url: &str,
+    token: &str,
+    sql: &str,
+) -> Result<Value, String> {
     let script = r#"
 const [url, token, sql] = process.argv.slice(1);
 const call = async (id, method, params) => {
@@ -267,7 +304,11 @@ fn base64url(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..=chunk.len() {
             out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);

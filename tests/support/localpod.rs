@@ -1,7 +1,8 @@
-//! A stand-in for the kubelet, for local work and tests (no kubelet runs in the local stack):
-//! what a DBHubInstance's Deployment would give its container — args, environment with Secret
+//! What a DBHubInstance's Deployment gives its container — args, environment with Secret
 //! references resolved, the mounted `dbhub.toml` — and those args rewritten to run the same
-//! DBHub on loopback. Nothing in `serve` uses this.
+//! DBHub as a host process on loopback. Test support only (not in the product): the query-path
+//! tests run their space's DBHub this way because their API runs on the host, which cannot
+//! resolve the cluster's Service names; tests/node.rs runs DBHub and the service in real pods.
 
 use std::collections::BTreeMap;
 use std::path::Path;
