@@ -25,8 +25,8 @@ async fn client_from(path: &str) -> Client {
     Client::try_from(config).expect("building a kube client")
 }
 
-/// A namespace of its own for one test; deleted when dropped. (No kube-controller-manager
-/// runs, so it stays Terminating until the stack goes down; names never repeat.)
+/// A namespace of its own for one test; deleted when dropped (the node's namespace controller
+/// finishes the deletion: pods stopped, objects collected; names never repeat).
 pub struct TestNamespace {
     /// The namespace's name.
     pub name: String,
