@@ -1,16 +1,13 @@
 //! The local demo `scripts/dev` runs beside `aether-dbhub serve`: seeds a user with a personal
 //! space in the graph, mints a token for it, creates a small sample schema in the stack's
-//! PostgreSQL, registers that database through the API, runs the DBHub of the space's
-//! DBHubInstance from the generated objects (no kubelet runs locally), and prints `curl` lines
-//! that work as printed. It then keeps that DBHub running (restarting it when the operator
-//! changes its objects) until interrupted.
+//! PostgreSQL, registers that database through the API, waits for the DBHub pod of the space's
+//! DBHubInstance on the stack's node, forwards 127.0.0.1:AETHER_DBHUB_DEV_DBHUB_PORT to its
+//! Service (the service runs on the host), and prints `curl` lines that work as printed, until
+//! interrupted.
 //!
 //! Settings (all set by scripts/dev): AETHER_DBHUB_DEV_API (base URL), AETHER_DBHUB_DEV_DBHUB_PORT,
 //! AETHER_DBHUB_DEV_SPACE, AETHER_DBHUB_NAMESPACE, AETHER_DBHUB_JWT_ISSUERS (first one),
 //! AETHER_DBHUB_JWT_HS256_SECRET, NEO4J_URI, KUBECONFIG and the stack's STACK_* variables.
-
-#[path = "../tests/support/localpod.rs"]
-mod localpod;
 
 use std::time::{Duration, Instant};
 
@@ -179,128 +176,61 @@ async fn wait_connected(api: &Api, id: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The instance's objects once they serve `cr`.
-async fn served_view(
-    client: &kube::Client,
-    ns: &str,
-    instance: &str,
-    cr: &str,
-) -> anyhow::Result<localpod::PodView> {
+/// Waits until the space's DBHubInstance serves `cr` and its Deployment has a ready pod.
+async fn served(client: &kube::Client, ns: &str, instance: &str, cr: &str) -> anyhow::Result<()> {
     let api: kube::Api<dbhub_operator::crd::DBHubInstance> =
         kube::Api::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let served = api
-            .get_opt(instance)
-            .await?
-            .and_then(|i| i.status)
-            .is_some_and(|s| s.connected_databases.iter().any(|n| n == cr));
-        if served {
-            return localpod::pod_view(client.clone(), ns, instance).await;
+        let status = api.get_opt(instance).await?.and_then(|i| i.status);
+        if status.is_some_and(|s| {
+            s.available_replicas > 0 && s.connected_databases.iter().any(|n| n == cr)
+        }) {
+            return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("DBHubInstance {instance} does not serve {cr} after a minute");
+            bail!("DBHubInstance {instance} has no ready pod serving {cr} after 3 minutes");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// Starts DBHub from the view on loopback and waits for /healthz.
-async fn start_dbhub(view: &localpod::PodView, port: u16) -> anyhow::Result<tokio::process::Child> {
-    let dir = std::path::PathBuf::from(var("STACK_DIR")?).join("dev-dbhub");
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("dbhub.toml");
-    std::fs::write(&config, &view.config)?;
-    let args = localpod::loopback_args(view, port, &config)?;
-    let log = std::fs::File::create(dir.join("dbhub.log"))?;
-    let child = tokio::process::Command::new(var("STACK_NODE")?)
-        .arg(var("STACK_DBHUB_JS")?)
-        .args(&args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &dir)
-        .envs(&view.env)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting DBHub")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
-            && r.status().is_success()
-        {
-            return Ok(child);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    bail!(
-        "DBHub did not answer on port {port}; see {}",
-        dir.join("dbhub.log").display()
-    )
-}
-
-fn same(a: &localpod::PodView, b: &localpod::PodView) -> bool {
-    (a.replicas, &a.args, &a.env, &a.config) == (b.replicas, &b.args, &b.env, &b.config)
-}
-
-/// Runs the space's DBHub the way its Deployment would: none while the instance is gone or
-/// scaled to 0 (DBHub refuses a configuration without sources), restarted when the generated
-/// objects change or it exits. A DBHub that fails to start is retried, never fatal: the demo
-/// survives any change of the space.
-struct Runner {
+/// Forwards 127.0.0.1:`port` to the instance's Service on the node (its ClusterIP, looked up for
+/// each connection, so a re-created instance is found again): the service runs on the host,
+/// which cannot resolve cluster names, and DBHub's Host allow-list admits loopback. Without the
+/// Service (the space serves nothing) connections are closed, and the API answers 503.
+async fn forward(
     client: kube::Client,
     ns: String,
     instance: String,
     port: u16,
-    view: Option<localpod::PodView>,
-    child: Option<tokio::process::Child>,
-}
-
-impl Runner {
-    async fn tick(&mut self) {
-        let wanted = localpod::pod_view(self.client.clone(), &self.ns, &self.instance)
-            .await
-            .ok()
-            .filter(|v| v.replicas > 0);
-        let exited = match self.child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(Some(status))) => {
-                eprintln!("[dev] DBHub exited ({status}); starting it again");
-                true
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port} for the DBHub forwarder"))?;
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(client, &ns);
+    loop {
+        let (mut inbound, _) = listener.accept().await?;
+        let services = services.clone();
+        let instance = instance.clone();
+        tokio::spawn(async move {
+            let Ok(Some(svc)) = services.get_opt(&instance).await else {
+                return;
+            };
+            let Some(spec) = svc.spec else { return };
+            let (Some(ip), Some(p)) = (
+                spec.cluster_ip,
+                spec.ports.and_then(|p| p.first().map(|p| p.port)),
+            ) else {
+                return;
+            };
+            if let Ok(mut out) = tokio::net::TcpStream::connect((ip.as_str(), p as u16)).await {
+                let _ = out.set_nodelay(true);
+                let _ = inbound.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
             }
-            _ => false,
-        };
-        let changed = match (&wanted, &self.view) {
-            (Some(a), Some(b)) => !same(a, b),
-            (None, None) => false,
-            _ => true,
-        };
-        if !changed && !exited && (self.child.is_some() || wanted.is_none()) {
-            return;
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill().await;
-        }
-        self.view = None;
-        let Some(view) = wanted else {
-            eprintln!(
-                "[dev] {} serves no database now; its DBHub is stopped",
-                self.instance
-            );
-            return;
-        };
-        eprintln!(
-            "[dev] starting the DBHub of {} from its generated objects",
-            self.instance
-        );
-        match start_dbhub(&view, self.port).await {
-            Ok(child) => {
-                self.child = Some(child);
-                self.view = Some(view);
-            }
-            Err(e) => eprintln!("[dev] DBHub did not start ({e:#}); retrying"),
-        }
+        });
     }
 }
 
@@ -326,15 +256,8 @@ async fn main() -> anyhow::Result<()> {
     let instance =
         aether_dbhub::k8s::instance_name(aether_dbhub::k8s::InstanceMode::PerSpace, &space);
     let cr = format!("db-{}", id.replace('-', ""));
-    let view = served_view(&client, &ns, &instance, &cr).await?;
-    let mut runner = Runner {
-        child: Some(start_dbhub(&view, port).await?),
-        view: Some(view),
-        client,
-        ns,
-        instance: instance.clone(),
-        port,
-    };
+    served(&client, &ns, &instance, &cr).await?;
+    let forwarder = tokio::spawn(forward(client, ns.clone(), instance.clone(), port));
 
     let t = &api.token;
     let h = format!(
@@ -346,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("[dev] token (12 h): {t}");
     println!(
-        "[dev] DBHub of {instance} on 127.0.0.1:{port} (from the generated Deployment, ConfigMap and Secrets)"
+        "[dev] DBHub of {instance}: its pods on the node (kubectl -n {ns} get pods), forwarded from 127.0.0.1:{port}"
     );
     println!("curl -s {h} {base}/api/v1/databases");
     println!(
@@ -357,18 +280,13 @@ async fn main() -> anyhow::Result<()> {
     println!("curl -s {h} {db}/history");
     println!("[dev] API docs: {base}/api/v1/docs   metrics: {base}/metrics");
 
-    // Keep the DBHub in step with what the operator generates (databases added or removed,
-    // new tokens), whatever happens to the space.
+    // The node keeps the DBHub in step with what the operator generates (rollouts on changes, a
+    // new instance when the space gets a database again); this only waits for Ctrl-C.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-            () = tokio::time::sleep(Duration::from_secs(2)) => runner.tick().await,
-        }
-    }
-    if let Some(mut c) = runner.child.take() {
-        let _ = c.kill().await;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        r = forwarder => r??,
     }
     Ok(())
 }

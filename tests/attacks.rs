@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, Row};
 
 use crate::support::api::{self, Call, org_space, person};
-use crate::support::dbhub::{pod_view, run_pod_on};
+use crate::support::dbhub::serve_instance;
 use crate::support::scenario::{cr_of, pg_body, query, register, setup, wait_served};
 use crate::support::{stack, unique};
 
@@ -147,7 +147,7 @@ async fn attacks_on_postgres_are_refused_or_fail_inside_the_database() {
     .await;
     let instance = format!("dbhub-{space}");
     wait_served(&ns, &instance, &[cr_of(&rw), cr_of(&ro), cr_of(&graded)]).await;
-    let _hub = run_pod_on(&pod_view(&ns, &instance).await, port).await;
+    let _hub = serve_instance(&ns, &instance, port).await;
     let before = pg.state().await;
     assert_eq!(before.0, 5);
 
@@ -447,7 +447,7 @@ async fn attacks_on_mariadb_are_refused_and_leave_no_session_state() {
     let id = register(&call, body).await;
     let instance = format!("dbhub-{}", owner.space);
     wait_served(&ns, &instance, &[cr_of(&id)]).await;
-    let _hub = run_pod_on(&pod_view(&ns, &instance).await, port).await;
+    let _hub = serve_instance(&ns, &instance, port).await;
     for sql in [
         "SELECT `LOAD_FILE`('/etc/passwd')",
         "SELECT load_file('/etc/passwd') AS f",

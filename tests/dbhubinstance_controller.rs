@@ -15,7 +15,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 
-use crate::support::dbhub::{pod_view, run_pod};
+use crate::support::dbhub::{free_port, serve_instance};
 use crate::support::kube::TestNamespace;
 use crate::support::operator::{app_secret, assert_no_leak, database, secret, start, wait_phase};
 use crate::support::{logs, stack, unique};
@@ -40,14 +40,14 @@ async fn three_databases(ns: &TestNamespace) -> std::path::PathBuf {
         labelled(
             "pg",
             json!({"env": "prod", "team": "a"}),
-            json!({"type": "postgres", "host": "127.0.0.1",
+            json!({"type": "postgres", "host": s.get("STACK_PG_HOST"),
             "port": port("STACK_PG_PORT"), "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
             "credentialsRef": {"name": "creds"}}),
         ),
         labelled(
             "maria",
             json!({"env": "prod", "team": "b"}),
-            json!({"type": "mariadb", "host": "127.0.0.1",
+            json!({"type": "mariadb", "host": s.get("STACK_MARIADB_HOST"),
             "port": port("STACK_MARIADB_PORT"), "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
             "readonly": false, "credentialsRef": {"name": "creds"}}),
         ),
@@ -320,10 +320,14 @@ async fn instance_objects_start_a_working_dbhub() {
     )
     .await;
     wait_config(&ns, "hub", |c| all_source_ids(c).len() == 4).await;
-    let view = pod_view(&ns, "hub").await;
-    assert_eq!(&view.args[..2], ["--transport", "http"]);
-    let hub = run_pod(&view).await;
-    let token = view.env["DBHUB_AUTH_TOKEN"].clone();
+    let dep = ns.api::<Deployment>().get("hub").await.unwrap();
+    let container = &dep.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(
+        &container.args.as_ref().unwrap()[..2],
+        ["--transport", "http"]
+    );
+    let hub = serve_instance(&ns, "hub", free_port()).await;
+    let token = hub.token.clone();
     let stored = ns
         .api::<Secret>()
         .get("hub-token")
@@ -360,7 +364,12 @@ async fn instance_objects_start_a_working_dbhub() {
         "SELECT current_user AS who, 2 AS two",
     )
     .await;
-    assert_ne!(rows.is_error, Some(true), "{rows:?}\n{}", hub.log_text());
+    assert_ne!(
+        rows.is_error,
+        Some(true),
+        "{rows:?}\n{}",
+        hub.log_text().await
+    );
     let body: Value = serde_json::from_str(&rows.content[0].as_text().unwrap().text).unwrap();
     assert_eq!(
         body["data"]["statements"][0]["rows"][0]["who"],

@@ -153,7 +153,7 @@ async fn dev_script_prints_curl_lines_that_work_as_printed() {
     let empty = run(&format!("curl -s {headers}{list_url}"));
     assert_eq!(empty["databases"], serde_json::json!([]), "{empty}");
     let s = stack();
-    let body = serde_json::json!({"name": "demo-again", "type": "postgresql", "host": "127.0.0.1",
+    let body = serde_json::json!({"name": "demo-again", "type": "postgresql", "host": s.get("STACK_PG_HOST"),
         "port": s.get("STACK_PG_PORT"), "database": s.get("STACK_DB_NAME"), "username": s.get("STACK_DB_USER"),
         "password": s.hostile_password(), "ssl_mode": "disable"});
     std::fs::write(

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use sqlx::Connection;
 
 use crate::support::api::{self, Call, person, personal, wait_status};
-use crate::support::dbhub::{pod_view, run_pod_on};
+use crate::support::dbhub::serve_instance;
 use crate::support::scenario::{cr_of, query, setup, setup_with, wait_served};
 use crate::support::{stack, unique};
 
@@ -458,7 +458,7 @@ async fn frontend_schema_reads_foreign_keys_and_row_counts_as_a_select_only_user
         &ids.iter().map(|i| cr_of(i)).collect::<Vec<_>>(),
     )
     .await;
-    let _hub = run_pod_on(&pod_view(&ns, &instance).await, port).await;
+    let _hub = serve_instance(&ns, &instance, port).await;
 
     for (id, schema) in [(&ids[0], "public"), (&ids[1], db)] {
         // TableDetails / SchemaBrowser: `getTableColumns(id, table, schema)`.

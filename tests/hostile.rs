@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::support::api::{self, person, personal};
-use crate::support::dbhub::{pod_view, run_pod_on};
+use crate::support::dbhub::serve_instance;
 use crate::support::scenario::{cr_of, pg_body, query, register, setup_with, wait_served};
 
 fn chain(terms: usize, sep: &str) -> String {
@@ -60,7 +60,7 @@ async fn hostile_sql_is_refused_by_limits_and_never_takes_the_service_down() {
     let id = register(&call, pg_body("hostile", json!({}))).await;
     let instance = format!("dbhub-{}", owner.space);
     wait_served(&ns, &instance, &[cr_of(&id)]).await;
-    let _hub = run_pod_on(&pod_view(&ns, &instance).await, port).await;
+    let _hub = serve_instance(&ns, &instance, port).await;
     still_answers(&call, &id).await;
     for (what, sql) in hostile() {
         let (code, problem) = query(&call, &id, json!({"query": sql})).await;
@@ -96,7 +96,7 @@ async fn hostile_sql_within_raised_limits_is_classified_without_overflowing_a_st
     let id = register(&call, pg_body("hostile", json!({}))).await;
     let instance = format!("dbhub-{}", owner.space);
     wait_served(&ns, &instance, &[cr_of(&id)]).await;
-    let _hub = run_pod_on(&pod_view(&ns, &instance).await, port).await;
+    let _hub = serve_instance(&ns, &instance, port).await;
     for (what, sql) in hostile() {
         let (code, problem) = query(&call, &id, json!({"query": sql})).await;
         // DBHub itself takes at most 100 KiB per request: larger reads are refused naming that;

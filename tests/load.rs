@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::api::{self, Call, org_space, person, personal};
-use crate::support::dbhub::{pod_view, run_pod_on};
+use crate::support::dbhub::serve_instance;
 use crate::support::scenario::{cr_of, pg_body, query, register, setup_with, wait_served};
 
 const CLIENTS: usize = 64;
@@ -30,7 +30,7 @@ async fn sixty_four_concurrent_clients_all_get_answers() {
     let id = register(&call, pg_body("load", json!({}))).await;
     let instance = format!("dbhub-{}", owner.space);
     wait_served(&ns, &instance, &[cr_of(&id)]).await;
-    let _hub = run_pod_on(&pod_view(&ns, &instance).await, port).await;
+    let _hub = serve_instance(&ns, &instance, port).await;
     let (code, out) = query(&call, &id, json!({"query": "SELECT 1 AS one"})).await;
     assert_eq!(code, 200, "{out}");
 

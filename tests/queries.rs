@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::support::api::{self, Call, person, personal, wait_status};
-use crate::support::dbhub::{DbHub, free_port, pod_view, run_pod_on};
+use crate::support::dbhub::{PodHub, free_port, serve_instance};
 use crate::support::kube::TestNamespace;
 use crate::support::scenario::{cr_of, pg_body, query, register, setup, wait_served};
 use crate::support::{logs, stack, unique};
@@ -25,7 +25,7 @@ fn mariadb_body(name: &str, readonly: bool) -> Value {
 }
 
 /// What DBHub itself received (its `/api/requests` log of tool calls).
-async fn dbhub_saw(hub: &DbHub, token: &str) -> String {
+async fn dbhub_saw(hub: &PodHub, token: &str) -> String {
     reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/api/requests", hub.port))
         .bearer_auth(token)
@@ -100,9 +100,8 @@ async fn queries_postgres_end_to_end_with_schema_history_and_isolation() {
     wait_status(&call, &id, "Connected").await;
     let instance = format!("dbhub-{}", owner.space);
     wait_served(&ns, &instance, &[cr_of(&id)]).await;
-    let view = pod_view(&ns, &instance).await;
-    let token = view.env["DBHUB_AUTH_TOKEN"].clone();
-    let hub = run_pod_on(&view, port).await;
+    let hub = serve_instance(&ns, &instance, port).await;
+    let token = hub.token.clone();
 
     // Rows with columns in the table's order as selected (not alphabetical).
     let sql = format!("SELECT qty, code, id, note FROM {t} ORDER BY code");
@@ -469,9 +468,8 @@ async fn queries_mariadb_readonly_in_depth_and_writes_by_role() {
     let rw = register(&as_role(&owner), mariadb_body("rw", false)).await;
     let instance = format!("dbhub-{space}");
     wait_served(&ns, &instance, &[cr_of(&ro), cr_of(&rw)]).await;
-    let view = pod_view(&ns, &instance).await;
-    let token = view.env["DBHUB_AUTH_TOKEN"].clone();
-    let hub = run_pod_on(&view, port).await;
+    let hub = serve_instance(&ns, &instance, port).await;
+    let token = hub.token.clone();
 
     let select = format!("SELECT sku, name FROM {t} ORDER BY sku");
     for db in [&ro, &rw] {
@@ -599,7 +597,7 @@ async fn queries_through_a_shared_instance_stay_within_each_space() {
         1,
         "one instance for every space"
     );
-    let _hub = run_pod_on(&pod_view(&ns, "dbhub").await, port).await;
+    let _hub = serve_instance(&ns, "dbhub", port).await;
     for (call, id) in [(&a, &a_id), (&b, &b_id)] {
         let (code, out) = query(call, id, json!({"query": "SELECT current_user AS who"})).await;
         assert_eq!(code, 200, "{out}");

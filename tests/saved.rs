@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::support::api::{self, Call, org_space, person};
-use crate::support::dbhub::{pod_view, run_pod_on};
+use crate::support::dbhub::serve_instance;
 use crate::support::scenario::{cr_of, pg_body, register, setup, wait_served};
 use crate::support::{stack, unique};
 
@@ -457,7 +457,7 @@ async fn saved_queries_execute_through_the_query_path_and_count_every_run() {
     let db = register(&o, pg_body("runs", json!({"readonly": true}))).await;
     let instance = format!("dbhub-{space}");
     wait_served(&ns, &instance, &[cr_of(&db)]).await;
-    let _hub = run_pod_on(&pod_view(&ns, &instance).await, port).await;
+    let _hub = serve_instance(&ns, &instance, port).await;
 
     let read = save(
         &o,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::api::{person, token};
-use crate::support::dbhub::{DbHub, free_port, pod_view, run_pod_on};
+use crate::support::dbhub::{PodHub, free_port, serve_instance};
 use crate::support::kube::TestNamespace;
 use crate::support::scenario::{cr_of, pg_body, wait_served};
 use crate::support::stack;
@@ -101,7 +101,7 @@ pub struct Tenant {
     pub base: String,
     /// The space's DBHub, run from the generated objects (kept alive for the service).
     #[allow(dead_code)]
-    pub hub: DbHub,
+    pub hub: PodHub,
     /// Its bearer token (for calling DBHub directly).
     #[allow(dead_code)]
     pub hub_token: String,
@@ -142,8 +142,7 @@ impl Tenant {
         let instance = format!("dbhub-{}", p.space);
         wait_served(&svc.ns, &instance, &[cr_of(&db_id)]).await;
         let served = posted.elapsed();
-        let view = pod_view(&svc.ns, &instance).await;
-        let hub = run_pod_on(&view, svc.dbhub_port).await;
+        let hub = serve_instance(&svc.ns, &instance, svc.dbhub_port).await;
         loop {
             let q = Some(json!({"query": "SELECT 1"}));
             let (code, _) = send("POST", format!("/api/v1/databases/{db_id}/query"), q).await;
@@ -156,7 +155,7 @@ impl Tenant {
         let first_query = posted.elapsed();
         Self {
             timeline: [connected, served, first_query],
-            hub_token: view.env["DBHUB_AUTH_TOKEN"].clone(),
+            hub_token: hub.token.clone(),
             hub,
             token,
             space,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::serial;
 use crate::support::Outage;
 use crate::support::api::{self, Call, person, personal};
-use crate::support::dbhub::{pod_view, run_pod_on};
+use crate::support::dbhub::serve_instance;
 use crate::support::scenario::{cr_of, pg_body, query, register, setup, wait_served};
 
 /// "Quickly": well inside a client's patience, far from a hang.
@@ -201,11 +201,12 @@ async fn dbhub_down_answers_503_quickly_and_recovers_without_a_restart() {
     let id = register(&call, pg_body("hub", json!({}))).await;
     let instance = format!("dbhub-{}", owner.space);
     wait_served(&ns, &instance, &[cr_of(&id)]).await;
-    let view = pod_view(&ns, &instance).await;
     let select = json!({"query": "SELECT 1 AS one"});
-    let hub = run_pod_on(&view, port).await;
+    let hub = serve_instance(&ns, &instance, port).await;
     let (code, out) = query(&call, &id, select.clone()).await;
     assert_eq!(code, 200, "{out}");
+    // DBHub unreachable: the path to its pods is cut (connections refused), as when its
+    // Service has no ready endpoint.
     drop(hub);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for path in [format!("/api/v1/databases/{id}/tables")] {
@@ -223,7 +224,7 @@ async fn dbhub_down_answers_503_quickly_and_recovers_without_a_restart() {
         code, 200,
         "one space's DBHub does not make the service unready: {ready}"
     );
-    let _hub = run_pod_on(&view, port).await;
+    let _hub = serve_instance(&ns, &instance, port).await;
     let (code, out) = query(&call, &id, select).await;
     assert_eq!(code, 200, "{out}");
 }

@@ -1,6 +1,6 @@
-//! A real DBHub process (Node 22 + @bytebase/dbhub from the stack's cache), started on
-//! loopback exactly as the DBHub container would be: `--config`, `--transport http`, a port,
-//! and its environment (DSNs, auth token). Killed when dropped.
+//! DBHub for tests: a process on loopback (Node 22 + @bytebase/dbhub from the stack's cache)
+//! for tests that speak to DBHub itself, and the DBHub of a DBHubInstance in its real pods on the
+//! node, reached through its Service ([`serve_instance`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::kube::TestNamespace;
-use super::{stack, unique};
+use super::stack;
 
 /// A running DBHub.
 pub struct DbHub {
@@ -117,27 +117,159 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub use super::localpod::PodView;
+/// The DBHub of a DBHubInstance, running in its real pods on the node, reached from the host
+/// through a TCP forwarder on 127.0.0.1:`port` to the instance's Service (ClusterIP, which
+/// kube-proxy balances over the ready pods and which follows rollouts). The host cannot
+/// resolve cluster names, and DBHub's Host allow-list admits loopback, so the tests' API (on the
+/// host) uses `http://127.0.0.1:<port>/mcp` as its DBHub endpoint. Dropping it cuts the path.
+pub struct PodHub {
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// The instance's DBHub token (from its Secret).
+    pub token: String,
+    ns: String,
+    instance: String,
+    task: tokio::task::JoinHandle<()>,
+}
 
-/// What the Deployment of `inst` would give its container.
-pub async fn pod_view(ns: &TestNamespace, inst: &str) -> PodView {
-    super::localpod::pod_view(ns.client.clone(), &ns.name, inst)
+impl PodHub {
+    /// The MCP endpoint.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// The pods' logs (all containers of the instance's pods).
+    pub async fn log_text(&self) -> String {
+        super::node::kubectl(&[
+            "-n",
+            &self.ns,
+            "logs",
+            "-l",
+            &format!("app.kubernetes.io/instance={}", self.instance),
+            "--tail=200",
+        ])
         .await
-        .expect("the instance's objects")
+        .unwrap_or_else(|e| e)
+    }
 }
 
-/// Starts DBHub as the container would, on loopback: same args except the listen address,
-/// port and config path (the mounted file's stand-in).
-pub async fn run_pod(view: &PodView) -> DbHub {
-    run_pod_on(view, free_port()).await
+impl Drop for PodHub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
-/// As [`run_pod`], listening on `port`.
-pub async fn run_pod_on(view: &PodView, port: u16) -> DbHub {
-    let dir = std::env::temp_dir().join(unique("pod"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("dbhub.toml");
-    std::fs::write(&config, &view.config).unwrap();
-    let args = super::localpod::loopback_args(view, port, &config).unwrap();
-    DbHub::spawn(&args, port, &dir.join("dbhub.log"), &view.env).await
+/// True when the instance has exactly `want` pods, all Ready and none terminating (an old pod
+/// still finishing its preStop sleep keeps serving the connections it has).
+async fn only_current_pods(ns: &TestNamespace, inst: &str, want: i32) -> bool {
+    use k8s_openapi::api::core::v1::Pod;
+    let lp = kube::api::ListParams::default().labels(&format!(
+        "app.kubernetes.io/name=dbhub,app.kubernetes.io/instance={inst}"
+    ));
+    let Ok(pods) = ns.api::<Pod>().list(&lp).await else {
+        return false;
+    };
+    pods.items.len() == want as usize
+        && pods.items.iter().all(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+}
+
+/// Waits until the instance's Deployment has rolled out its current template (every replica
+/// updated and available, no old pod left), then forwards 127.0.0.1:`port` to its Service and
+/// waits until DBHub answers `/healthz` through it.
+pub async fn serve_instance(ns: &TestNamespace, inst: &str, port: u16) -> PodHub {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Secret, Service};
+    let deps: kube::Api<Deployment> = ns.api();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let d = deps.get(inst).await.ok();
+        let want = d
+            .as_ref()
+            .and_then(|d| d.spec.as_ref())
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
+        let st = d
+            .as_ref()
+            .and_then(|d| d.status.clone())
+            .unwrap_or_default();
+        let generation = d.as_ref().and_then(|d| d.metadata.generation);
+        if want > 0
+            && st.observed_generation >= generation
+            && st.updated_replicas == Some(want)
+            && st.available_replicas == Some(want)
+            && st.replicas == Some(want)
+            && only_current_pods(ns, inst, want).await
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            let pods = super::node::kubectl(&["-n", &ns.name, "get", "pods", "-o", "wide"]).await;
+            panic!("Deployment {inst} never rolled out: {st:?}\n{pods:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let svc = ns
+        .api::<Service>()
+        .get(inst)
+        .await
+        .expect("the instance's Service");
+    let spec = svc.spec.unwrap();
+    let target = format!(
+        "{}:{}",
+        spec.cluster_ip.unwrap(),
+        spec.ports.unwrap()[0].port
+    );
+    let token = ns
+        .api::<Secret>()
+        .get(&format!("{inst}-token"))
+        .await
+        .unwrap()
+        .data
+        .unwrap()["token"]
+        .0
+        .clone();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("binding the DBHub forwarder");
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = out.set_nodelay(true);
+                    let _ = inbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    let hub = PodHub {
+        port,
+        token: String::from_utf8(token).unwrap(),
+        ns: ns.name.clone(),
+        instance: inst.to_string(),
+        task,
+    };
+    let http = reqwest::Client::new();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(&health).send().await
+            && r.status().is_success()
+        {
+            return hub;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "DBHub of {inst} not answering through its Service:\n{}",
+            hub.log_text().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -7,7 +7,6 @@ pub mod api;
 pub mod crds;
 pub mod dbhub;
 pub mod kube;
-pub mod localpod;
 pub mod logs;
 pub mod node;
 pub mod operator;

@@ -138,7 +138,13 @@ pub fn deployment(obj: &DBHubInstance, replicas: i32, env_names: &[String], hash
                                  "--config", format!("{CONFIG_DIR}/{CONFIG_KEY}")],
                         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
                         "env": env,
-                        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": true},
+                        // subPath: a running pod keeps the file it started with. DBHub hot-reloads
+                        // its config, and a new source's `${DSN}` variable exists only in pods
+                        // created after the change (env comes from the pod template), so an old
+                        // pod must not load it ("No connector found for DSN: ${...}", seen on the
+                        // node); the config-hash annotation rolls the pods instead.
+                        "volumeMounts": [{"name": "config", "mountPath": format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+                                          "subPath": CONFIG_KEY, "readOnly": true},
                                          {"name": "tmp", "mountPath": "/tmp"}],
                         "livenessProbe": probe(10),
                         "readinessProbe": probe(2),
