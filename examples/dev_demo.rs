@@ -1,13 +1,17 @@
-//! The local demo `scripts/dev` runs beside `aether-dbhub serve`: seeds a user with a personal
-//! space in the graph, mints a token for it, creates a small sample schema in the stack's
-//! PostgreSQL, registers that database through the API, waits for the DBHub pod of the space's
-//! DBHubInstance on the stack's node, forwards 127.0.0.1:AETHER_DBHUB_DEV_DBHUB_PORT to its
-//! Service (the service runs on the host), and prints `curl` lines that work as printed, until
-//! interrupted.
+//! The local demo `scripts/dev` runs beside the chart it installs on the stack's node: serves
+//! the demo issuer's JWKS on the bridge address (the service in its pods verifies tokens against
+//! it, as against Keycloak), forwards 127.0.0.1:<listen port> to the service's Service, seeds a
+//! user with a personal space in the graph, mints a token for it, creates a small sample schema in
+//! the stack's PostgreSQL, registers that database through the API, waits until the space's DBHub
+//! pod serves it, and prints `curl` lines that work as printed, until interrupted.
 //!
-//! Settings (all set by scripts/dev): AETHER_DBHUB_DEV_API (base URL), AETHER_DBHUB_DEV_DBHUB_PORT,
-//! AETHER_DBHUB_DEV_SPACE, AETHER_DBHUB_NAMESPACE, AETHER_DBHUB_JWT_ISSUERS (first one),
-//! AETHER_DBHUB_JWT_HS256_SECRET, NEO4J_URI, KUBECONFIG and the stack's STACK_* variables.
+//! Settings (all set by scripts/dev): AETHER_DBHUB_DEV_API (base URL, 127.0.0.1), the release's
+//! Service AETHER_DBHUB_DEV_RELEASE, AETHER_DBHUB_DEV_JWKS_ADDR, AETHER_DBHUB_DEV_ISSUER,
+//! AETHER_DBHUB_DEV_SPACE, AETHER_DBHUB_NAMESPACE, NEO4J_URI, KUBECONFIG, STACK_*.
+
+#[path = "../tests/support/jwks.rs"]
+#[allow(dead_code)]
+mod jwks;
 
 use std::time::{Duration, Instant};
 
@@ -101,22 +105,6 @@ async fn seed_graph(space: &str) -> anyhow::Result<String> {
     Ok(user)
 }
 
-fn token(sub: &str) -> anyhow::Result<String> {
-    let issuer = var("AETHER_DBHUB_JWT_ISSUERS")?
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({"sub": sub, "iss": issuer, "iat": now, "exp": now + 12 * 3600});
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(var("AETHER_DBHUB_JWT_HS256_SECRET")?.as_bytes()),
-    )?)
-}
-
 async fn sample_schema() -> anyhow::Result<()> {
     let mut conn = sqlx::PgConnection::connect(&var("STACK_PG_URL")?).await?;
     for s in SCHEMA {
@@ -195,27 +183,26 @@ async fn served(client: &kube::Client, ns: &str, instance: &str, cr: &str) -> an
     }
 }
 
-/// Forwards 127.0.0.1:`port` to the instance's Service on the node (its ClusterIP, looked up for
-/// each connection, so a re-created instance is found again): the service runs on the host,
-/// which cannot resolve cluster names, and DBHub's Host allow-list admits loopback. Without the
-/// Service (the space serves nothing) connections are closed, and the API answers 503.
+/// Forwards `listen` to Service `service` on the node (its ClusterIP, looked up for each
+/// connection, so a re-created Service is found again), as `kubectl port-forward` would but
+/// surviving pod restarts. Without the Service, connections are closed.
 async fn forward(
     client: kube::Client,
     ns: String,
-    instance: String,
-    port: u16,
+    service: String,
+    listen: String,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .with_context(|| format!("binding 127.0.0.1:{port} for the DBHub forwarder"))?;
+        .with_context(|| format!("binding {listen}"))?;
     let services: kube::Api<k8s_openapi::api::core::v1::Service> =
         kube::Api::namespaced(client, &ns);
     loop {
         let (mut inbound, _) = listener.accept().await?;
         let services = services.clone();
-        let instance = instance.clone();
+        let service = service.clone();
         tokio::spawn(async move {
-            let Ok(Some(svc)) = services.get_opt(&instance).await else {
+            let Ok(Some(svc)) = services.get_opt(&service).await else {
                 return;
             };
             let Some(spec) = svc.spec else { return };
@@ -238,26 +225,43 @@ async fn forward(
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let base = var("AETHER_DBHUB_DEV_API")?;
-    let port: u16 = var("AETHER_DBHUB_DEV_DBHUB_PORT")?.parse()?;
     let space = var("AETHER_DBHUB_DEV_SPACE")?;
     let ns = var("AETHER_DBHUB_NAMESPACE")?;
+    let issuer = var("AETHER_DBHUB_DEV_ISSUER")?;
+    let client = kube::Client::try_default().await?;
+    // The issuer's key survives restarts of the demo (tokens stay valid for their 12 hours).
+    let keys = jwks::Keys::load_or_create(
+        &std::path::PathBuf::from(var("STACK_DIR")?).join("dev-issuer/key.pem"),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let jwks_addr = var("AETHER_DBHUB_DEV_JWKS_ADDR")?;
+    let jwks_task = keys.serve(
+        tokio::net::TcpListener::bind(&jwks_addr)
+            .await
+            .with_context(|| format!("binding {jwks_addr} for the JWKS"))?,
+    );
+    let listen = base.trim_start_matches("http://").to_string();
+    let api_forward = tokio::spawn(forward(
+        client.clone(),
+        ns.clone(),
+        var("AETHER_DBHUB_DEV_RELEASE")?,
+        listen,
+    ));
     wait_ready(&base).await?;
     let user = seed_graph(&space).await?;
     let api = Api {
         base: base.clone(),
-        token: token(&user)?,
+        token: keys.token(&issuer, &user, 12 * 3600),
         space: space.clone(),
         http: reqwest::Client::new(),
     };
     sample_schema().await?;
     let id = register(&api).await?;
     wait_connected(&api, &id).await?;
-    let client = kube::Client::try_default().await?;
     let instance =
         aether_dbhub::k8s::instance_name(aether_dbhub::k8s::InstanceMode::PerSpace, &space);
     let cr = format!("db-{}", id.replace('-', ""));
     served(&client, &ns, &instance, &cr).await?;
-    let forwarder = tokio::spawn(forward(client, ns.clone(), instance.clone(), port));
 
     let t = &api.token;
     let h = format!(
@@ -269,7 +273,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("[dev] token (12 h): {t}");
     println!(
-        "[dev] DBHub of {instance}: its pods on the node (kubectl -n {ns} get pods), forwarded from 127.0.0.1:{port}"
+        "[dev] the service and the DBHub of {instance} run in pods on the node: $STACK_KUBECTL -n {ns} get pods"
     );
     println!("curl -s {h} {base}/api/v1/databases");
     println!(
@@ -280,13 +284,14 @@ async fn main() -> anyhow::Result<()> {
     println!("curl -s {h} {db}/history");
     println!("[dev] API docs: {base}/api/v1/docs   metrics: {base}/metrics");
 
-    // The node keeps the DBHub in step with what the operator generates (rollouts on changes, a
-    // new instance when the space gets a database again); this only waits for Ctrl-C.
+    // The node keeps everything in step (rollouts on changes, a new DBHub instance when the space
+    // gets a database again); this serves the JWKS and the forward until Ctrl-C.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-        r = forwarder => r??,
+        r = api_forward => r??,
     }
+    jwks_task.abort();
     Ok(())
 }

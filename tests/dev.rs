@@ -1,5 +1,5 @@
-//! `scripts/dev` is a working demo: it prints a token and curl lines, and those lines work as
-//! printed against the service it runs (list, query, tables, columns, history).
+//! `scripts/dev` is a working demo on the node: the service (the chart) and the space's DBHub in
+//! pods, a token and curl lines that work as printed (list, query, tables, columns, history).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,16 +23,15 @@ async fn dev_script_prints_curl_lines_that_work_as_printed() {
     );
     let target = debug.parent().unwrap();
     let ns = TestNamespace::new("dev").await;
-    let (api_port, hub_port) = (free_port(), free_port());
+    let (api_port, jwks_port) = (free_port(), free_port());
     let mut child =
         tokio::process::Command::new(format!("{}/scripts/dev", env!("CARGO_MANIFEST_DIR")))
             .env("CARGO_TARGET_DIR", target)
             .env("AETHER_DBHUB_DEV_PREBUILT", "1")
             .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{api_port}"))
-            .env("AETHER_DBHUB_DEV_DBHUB_PORT", hub_port.to_string())
+            .env("AETHER_DBHUB_DEV_JWKS_PORT", jwks_port.to_string())
             .env("AETHER_DBHUB_DEV_SPACE", unique("devspace"))
             .env("AETHER_DBHUB_NAMESPACE", &ns.name)
-            .env("AETHER_DBHUB_WATCH_NAMESPACE", &ns.name)
             .env("AETHER_DBHUB_LOG", "warn")
             .env("KUBECONFIG", stack().get("KUBECONFIG"))
             .stdin(Stdio::null())
@@ -80,6 +79,17 @@ async fn dev_script_prints_curl_lines_that_work_as_printed() {
             }
         }
     }
+    // The service and the space's DBHub run in pods on the node (the chart's and the reconciler's).
+    let pods = crate::support::node::get_json(&["-n", &ns.name, "pods"])
+        .await
+        .unwrap();
+    let running = |name: &str| {
+        pods["items"].as_array().unwrap().iter().any(|p| {
+            p["metadata"]["labels"]["app.kubernetes.io/name"] == name
+                && p["status"]["phase"] == "Running"
+        })
+    };
+    assert!(running("aether-dbhub") && running("dbhub"), "{pods}");
     let curls: Vec<&String> = printed.iter().filter(|l| l.starts_with("curl ")).collect();
     assert_eq!(curls.len(), 5, "{printed:#?}");
     let run = |line: &str| {

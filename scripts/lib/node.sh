@@ -124,6 +124,11 @@ start_node() {
   spawn containerd "$STATE/logs/containerd.log" containerd --config "$s/containerd.toml"
   wait_for containerd 30 "$STATE/logs/containerd.log" ctr_ version
   node_import_images
+  # The kubelet reclaims disk by deleting images (which cannot be pulled again here) once the
+  # disk is nearly full: refuse to start the node on a nearly full disk instead.
+  local avail_kb; avail_kb=$(df --output=avail -k "$s" | tail -1)
+  [ "$avail_kb" -ge $((5 * 1024 * 1024)) ] ||
+    die "less than 5 GiB free on $(df --output=target "$s" | tail -1): the kubelet would delete the node's images (free space, e.g. ~/.cache/aether-dbhub/target/debug/incremental)"
   KP=$(free_port) HP=$(free_port) render "$(node_conf)/kubelet-config.yaml" "$s/kubelet-config.yaml"
   spawn kubelet "$STATE/logs/kubelet.log" "$kbin/kubelet" --config "$s/kubelet-config.yaml" \
     --kubeconfig "$STATE/kubelet.kubeconfig" --hostname-override "$NODE_NAME" --node-ip "$NODE_GW" \

@@ -228,69 +228,31 @@ const call = async (id, method, params) => {
 pub struct Issuer {
     pub iss: String,
     pub jwks_url: String,
-    key: jsonwebtoken::EncodingKey,
+    keys: super::jwks::Keys,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Issuer {
     pub async fn start() -> Self {
-        let dir = std::env::temp_dir().join(unique("issuer"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pem = dir.join("key.pem");
-        let ok = std::process::Command::new("openssl")
-            .args(["genrsa", "-out", pem.to_str().unwrap(), "2048"])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "openssl genrsa");
-        let modulus = std::process::Command::new("openssl")
-            .args(["rsa", "-in", pem.to_str().unwrap(), "-noout", "-modulus"])
-            .output()
-            .unwrap();
-        let hex = String::from_utf8(modulus.stdout).unwrap();
-        let hex = hex.trim().trim_start_matches("Modulus=");
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
-        let jwks = json!({"keys": [{"kty": "RSA", "kid": "node-test", "use": "sig", "alg": "RS256",
-                                     "n": base64url(&bytes), "e": "AQAB"}]});
+        let pem = std::env::temp_dir().join(unique("issuer")).join("key.pem");
+        let keys = super::jwks::Keys::load_or_create(&pem).unwrap();
+        let _ = std::fs::remove_dir_all(pem.parent().unwrap());
         let listener = tokio::net::TcpListener::bind((stack().get("STACK_BRIDGE_IP"), 0))
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().route(
-            "/certs",
-            axum::routing::get(move || {
-                let jwks = jwks.clone();
-                async move { axum::Json(jwks) }
-            }),
-        );
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&pem).unwrap()).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        let task = keys.serve(listener);
         Self {
             iss: format!("http://{addr}/realms/node-test"),
             jwks_url: format!("http://{addr}/certs"),
-            key,
+            keys,
             task,
         }
     }
 
     /// A token for `sub`, valid for an hour.
     pub fn token(&self, sub: &str) -> String {
-        let now = jsonwebtoken::get_current_timestamp() as i64;
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some("node-test".into());
-        jsonwebtoken::encode(
-            &header,
-            &json!({"sub": sub, "iss": self.iss, "exp": now + 3600, "iat": now}),
-            &self.key,
-        )
-        .unwrap()
+        self.keys.token(&self.iss, sub, 3600)
     }
 }
 
@@ -298,23 +260,6 @@ impl Drop for Issuer {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn base64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 /// The service image `scripts/stack image` built and imported (the README's test command builds
@@ -325,14 +270,4 @@ pub fn service_image() -> String {
         .unwrap_or_else(|e| panic!("{}: {e}; run scripts/stack image", f.display()))
         .trim()
         .to_string()
-}
-
-#[test]
-fn base64url_matches_rfc4648() {
-    assert_eq!(base64url(b""), "");
-    assert_eq!(base64url(b"f"), "Zg");
-    assert_eq!(base64url(b"fo"), "Zm8");
-    assert_eq!(base64url(b"foo"), "Zm9v");
-    assert_eq!(base64url(b"foob"), "Zm9vYg");
-    assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
 }
