@@ -1,5 +1,5 @@
-//! The DBHubInstance reconciler against the real apiserver, with real DBHub started from the
-//! objects it applies (no kubelet runs here: the test plays the pod runtime).
+//! The DBHubInstance reconciler against the real apiserver and node: the DBHub pods its
+//! Deployment creates run for real, and the tests speak MCP to them through their Service.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

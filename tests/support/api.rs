@@ -68,8 +68,8 @@ pub struct Options {
     pub policy: ConnectionPolicy,
     /// Connection tests one user may start per minute.
     pub test_rate_limit: u32,
-    /// Where every DBHub is reached (a loopback DBHub the test runs from the generated
-    /// objects, since no kubelet runs here); None: each instance's `status.endpoint`.
+    /// Where every DBHub is reached (the loopback forward to the instance's pods, since the host
+    /// cannot resolve cluster names); None: each instance's `status.endpoint`.
     pub dbhub_endpoint: Option<String>,
     /// Per-space or shared DBHub instances.
     pub mode: InstanceMode,
