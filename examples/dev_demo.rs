@@ -9,6 +9,8 @@
 //! Service AETHER_DBHUB_DEV_RELEASE, AETHER_DBHUB_DEV_JWKS_ADDR, AETHER_DBHUB_DEV_ISSUER,
 //! AETHER_DBHUB_DEV_SPACE, AETHER_DBHUB_NAMESPACE, NEO4J_URI, KUBECONFIG, STACK_*.
 
+#[path = "../tests/support/forward.rs"]
+mod forward;
 #[path = "../tests/support/jwks.rs"]
 #[allow(dead_code)]
 mod jwks;
@@ -183,42 +185,28 @@ async fn served(client: &kube::Client, ns: &str, instance: &str, cr: &str) -> an
     }
 }
 
-/// Forwards `listen` to Service `service` on the node (its ClusterIP, looked up for each
-/// connection, so a re-created Service is found again), as `kubectl port-forward` would but
-/// surviving pod restarts. Without the Service, connections are closed.
-async fn forward(
+/// Forwards `listen` to Service `service` on the node (looked up for each connection, so a
+/// re-created Service is found again), as `kubectl port-forward` would but surviving pod
+/// restarts. Without the Service, connections are closed.
+async fn forward_to(
     client: kube::Client,
-    ns: String,
+    ns: &str,
     service: String,
-    listen: String,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&listen)
+    listen: &str,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let services: kube::Api<k8s_openapi::api::core::v1::Service> =
-        kube::Api::namespaced(client, &ns);
-    loop {
-        let (mut inbound, _) = listener.accept().await?;
-        let services = services.clone();
-        let service = service.clone();
-        tokio::spawn(async move {
-            let Ok(Some(svc)) = services.get_opt(&service).await else {
-                return;
-            };
-            let Some(spec) = svc.spec else { return };
-            let (Some(ip), Some(p)) = (
-                spec.cluster_ip,
-                spec.ports.and_then(|p| p.first().map(|p| p.port)),
-            ) else {
-                return;
-            };
-            if let Ok(mut out) = tokio::net::TcpStream::connect((ip.as_str(), p as u16)).await {
-                let _ = out.set_nodelay(true);
-                let _ = inbound.set_nodelay(true);
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-            }
-        });
-    }
+        kube::Api::namespaced(client, ns);
+    Ok(forward::spawn(listener, move || {
+        let (services, service) = (services.clone(), service.clone());
+        async move {
+            let spec = services.get_opt(&service).await.ok()??.spec?;
+            let port = spec.ports?.first()?.port;
+            Some(format!("{}:{port}", spec.cluster_ip?))
+        }
+    }))
 }
 
 #[tokio::main]
@@ -241,12 +229,13 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("binding {jwks_addr} for the JWKS"))?,
     );
     let listen = base.trim_start_matches("http://").to_string();
-    let api_forward = tokio::spawn(forward(
+    let api_forward = forward_to(
         client.clone(),
-        ns.clone(),
+        &ns,
         var("AETHER_DBHUB_DEV_RELEASE")?,
-        listen,
-    ));
+        &listen,
+    )
+    .await?;
     wait_ready(&base).await?;
     let user = seed_graph(&space).await?;
     let api = Api {
@@ -290,7 +279,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-        r = api_forward => r??,
+        r = api_forward => r?,
     }
     jwks_task.abort();
     Ok(())

@@ -38,13 +38,8 @@ impl DbHub {
         Self::spawn(&args, port, &config.with_extension("log"), env).await
     }
 
-    /// Starts DBHub with exactly `args` (which must make it listen on `port`) and `env`.
-    pub async fn spawn(
-        args: &[String],
-        port: u16,
-        log: &Path,
-        env: &BTreeMap<String, String>,
-    ) -> Self {
+    /// Starts DBHub with exactly `args` (which make it listen on `port`) and `env`.
+    async fn spawn(args: &[String], port: u16, log: &Path, env: &BTreeMap<String, String>) -> Self {
         let log = log.to_path_buf();
         let out = std::fs::File::create(&log).expect("creating the DBHub log");
         let mut cmd = tokio::process::Command::new(stack().get("STACK_NODE"));
@@ -237,17 +232,9 @@ pub async fn serve_instance(ns: &TestNamespace, inst: &str, port: u16) -> PodHub
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("binding the DBHub forwarder");
-    let task = tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
-                    let _ = out.set_nodelay(true);
-                    let _ = inbound.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                }
-            });
-        }
+    let task = super::forward::spawn(listener, move || {
+        let target = target.clone();
+        async move { Some(target) }
     });
     let hub = PodHub {
         port,

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod crds;
 pub mod dbhub;
+pub mod forward;
 pub mod jwks;
 pub mod kube;
 pub mod logs;

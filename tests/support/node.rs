@@ -35,23 +35,21 @@ pub async fn helm(args: &[&str]) -> Result<String, String> {
     run(stack().get("STACK_HELM"), args, None).await
 }
 
+/// `program` (the stack's kubectl or helm) as the stack's admin, helm's state in the temp dir.
+pub fn admin_command(program: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    let helm = std::env::temp_dir().join("aether-dbhub-helm");
+    cmd.env("KUBECONFIG", stack().get("KUBECONFIG"))
+        .env("HELM_CACHE_HOME", helm.join("cache"))
+        .env("HELM_CONFIG_HOME", helm.join("config"))
+        .env("HELM_DATA_HOME", helm.join("data"));
+    cmd
+}
+
 async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new(program);
+    let mut cmd = tokio::process::Command::from(admin_command(program));
     cmd.args(args)
-        .env("KUBECONFIG", stack().get("KUBECONFIG"))
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("aether-dbhub-helm/cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("aether-dbhub-helm/config"),
-        )
-        .env(
-            "HELM_DATA_HOME",
-            std::env::temp_dir().join("aether-dbhub-helm/data"),
-        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -119,7 +117,7 @@ impl FixedNamespace {
 
 impl Drop for FixedNamespace {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(stack().get("STACK_KUBECTL"))
+        let _ = admin_command(stack().get("STACK_KUBECTL"))
             .args([
                 "delete",
                 "namespace",
@@ -127,7 +125,6 @@ impl Drop for FixedNamespace {
                 "--wait=false",
                 "--ignore-not-found",
             ])
-            .env("KUBECONFIG", stack().get("KUBECONFIG"))
             .output();
     }
 }
