@@ -52,6 +52,7 @@ struct Metrics {
     duration: Histograms<RouteLabel>,
     mcp: Histograms<McpLabel>,
     history: Family<HistoryLabel, Counter>,
+    graph_queries: Counter,
 }
 
 fn metrics() -> &'static Metrics {
@@ -61,6 +62,7 @@ fn metrics() -> &'static Metrics {
         duration: Family::new_with_constructor(seconds),
         mcp: Family::new_with_constructor(seconds),
         history: Family::default(),
+        graph_queries: Counter::default(),
     })
 }
 
@@ -72,6 +74,11 @@ pub fn history(outcome: &str, n: u64) {
             outcome: outcome.into(),
         })
         .inc_by(n);
+}
+
+/// Counts one Cypher query sent to Neo4j.
+pub fn graph_query() {
+    metrics().graph_queries.inc();
 }
 
 /// Records one HTTP request.
@@ -126,6 +133,11 @@ pub fn render() -> String {
         "aether_dbhub_history_entries",
         "Query-history entries, by outcome (written; dropped_full when the write queue was full; dropped_failed when Neo4j refused the write)",
         m.history.clone(),
+    );
+    reg.register(
+        "aether_dbhub_graph_queries",
+        "Cypher queries sent to Neo4j (reads and writes, each its own transaction)",
+        m.graph_queries.clone(),
     );
     dbhub_operator::metrics::register(&mut reg);
     let mut out = String::new();

@@ -89,7 +89,7 @@ async fn mcp_session_runs_sql_and_maps_every_failure() {
         .await
         .unwrap_err();
     assert_eq!(unknown, McpError::UnknownTool("execute_sql_nope".into()));
-    s.close().await;
+
 
     match Session::connect(&hub.url(), "wrong-token", T).await {
         Err(McpError::Unavailable(m)) => assert_eq!(
@@ -120,4 +120,51 @@ async fn mcp_session_runs_sql_and_maps_every_failure() {
         .err()
         .expect("DBHub stopped");
     assert!(matches!(&down, McpError::Unavailable(_)), "{down:?}");
+}
+
+/// This process's TCP sockets to 127.0.0.1:`port`, by state (from /proc/net/tcp: TIME_WAIT is
+/// 06, ESTABLISHED 01).
+fn sockets_to(port: u16) -> Vec<String> {
+    let remote = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&remote.as_str())).then(|| f[3].to_string())
+        })
+        .collect()
+}
+
+/// One session takes concurrent calls over kept-alive connections: 200 calls, 16 at a time,
+/// open at most 16 connections (a client that reconnected per call would leave ~200 sockets
+/// in TIME_WAIT), and every call gets its own answer.
+#[tokio::test]
+async fn mcp_session_reuses_connections_under_concurrent_calls() {
+    let token = unique("tok");
+    let hub = readonly_pg_hub(&token).await;
+    let s = std::sync::Arc::new(Session::connect(&hub.url(), &token, T).await.unwrap());
+    let before = sockets_to(hub.port).len();
+    let mut calls = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let s = s.clone();
+        calls.spawn(async move {
+            for i in 0..13 {
+                let n = w * 100 + i;
+                let r = s
+                    .execute_sql("execute_sql", &format!("SELECT {n} AS n"))
+                    .await
+                    .unwrap();
+                assert_eq!(r.statements[0].rows[0]["n"], n, "the answer to this call");
+            }
+        });
+    }
+    calls.join_all().await;
+    let after = sockets_to(hub.port);
+    assert!(
+        after.len() <= before + 16,
+        "{} sockets to DBHub after 208 calls (before: {before}): {after:?}",
+        after.len()
+    );
 }

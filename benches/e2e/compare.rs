@@ -126,6 +126,7 @@ pub async fn run() {
     const PROCS: [&str; 5] = ["aether-dbhub", "node", "java", "postgres", "client"];
     let mut cpu = [[0u64; 5]; 2];
     let mut served = [0usize; 2];
+    let mut cypher = [0u64; 2];
     for c in [1, 8, 32] {
         let mut got = [(Vec::new(), 0usize), (Vec::new(), 0usize)];
         for round in 0..ROUNDS {
@@ -135,10 +136,11 @@ pub async fn run() {
                 [Side::Service, Side::Direct]
             };
             for side in order {
-                let before = PROCS.map(cpu_of);
+                let (before, queries) = (PROCS.map(cpu_of), svc.graph_queries().await);
                 let (lat, errors) = slice(side, c, &tenant, &sessions).await;
                 let i = usize::from(side == Side::Service);
                 let after = PROCS.map(cpu_of);
+                cypher[i] += svc.graph_queries().await - queries;
                 for p in 0..PROCS.len() {
                     cpu[i][p] += after[p].saturating_sub(before[p]);
                 }
@@ -185,6 +187,10 @@ pub async fn run() {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        println!(
+            "  {name:<8} Cypher queries per request {:.3}",
+            cypher[i] as f64 / served[i].max(1) as f64
+        );
     }
     for c in [8, 32] {
         let (shared, _) = slice(Side::Shared, c, &tenant, &sessions).await;
@@ -204,7 +210,4 @@ pub async fn run() {
         ms(floor.p95)
     );
     println!("service RSS peak {peak:.1} MiB");
-    for s in Arc::try_unwrap(sessions).ok().into_iter().flatten() {
-        s.close().await;
-    }
 }

@@ -90,6 +90,20 @@ impl Service {
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap()
     }
+
+    /// The service's count of Cypher queries so far (`aether_dbhub_graph_queries_total`).
+    pub async fn graph_queries(&self) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("aether_dbhub_graph_queries_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 /// A user of the service with one registered, Connected and served PostgreSQL database.

@@ -170,7 +170,7 @@ impl<D: Directory> Hubs<D> {
                 .session
                 .call_within(
                     &tools.read,
-                    serde_json::json!({"sql": "SELECT 1"}),
+                    &serde_json::json!({"sql": "SELECT 1"}),
                     self.timeout,
                 )
                 .await?;
@@ -201,14 +201,10 @@ impl<D: Directory> Hubs<D> {
             tools,
             verified: Default::default(),
         });
-        let old = self
-            .sessions
+        self.sessions
             .lock()
             .await
             .insert(instance.to_string(), fresh.clone());
-        if let Some(old) = old.and_then(Arc::into_inner) {
-            old.session.close().await;
-        }
         Ok(fresh)
     }
 
@@ -287,7 +283,7 @@ impl<D: Directory> Hubs<D> {
             let res = target
                 .session
                 .session
-                .call_within(name, args.clone(), self.timeout + extra)
+                .call_within(name, &args, self.timeout + extra)
                 .await;
             match res {
                 Err(McpError::UnknownTool(_)) if attempt == 0 => self.forget(instance).await,

@@ -129,8 +129,11 @@ struct RawStatement {
 
 /// Typed `execute_sql` data.
 pub fn exec_result(data: Value) -> Result<ExecResult, McpError> {
-    let raw: Vec<RawStatement> =
-        serde_json::from_value(data.get("statements").cloned().unwrap_or(Value::Null))
+    let statements = match data {
+        Value::Object(mut m) => m.remove("statements").unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let raw: Vec<RawStatement> = serde_json::from_value(statements)
             .map_err(|e| McpError::Protocol(format!("statements: {e}")))?;
     Ok(ExecResult {
         statements: raw
@@ -143,71 +146,6 @@ pub fn exec_result(data: Value) -> Result<ExecResult, McpError> {
             })
             .collect(),
     })
-}
-
-/// A failed `tools/call`: DBHub answers an unknown tool with JSON-RPC -32602 (invalid params);
-/// anything else is the transport.
-pub fn service_error(tool: &str, e: &rmcp::service::ServiceError) -> McpError {
-    use rmcp::model::ErrorCode;
-    use rmcp::service::ServiceError as S;
-    match e {
-        S::McpError(data) if data.code == ErrorCode::INVALID_PARAMS => {
-            McpError::UnknownTool(tool.to_string())
-        }
-        S::McpError(data) => McpError::Protocol(format!("JSON-RPC error {}", data.code.0)),
-        S::Timeout { .. } => McpError::Timeout,
-        other => McpError::Unavailable(transport_failure(other)),
-    }
-}
-
-/// Why connecting (initialize) failed: a short, credential-free sentence.
-pub fn init_failure(e: &rmcp::service::ClientInitializeError) -> String {
-    use rmcp::service::ClientInitializeError as I;
-    match e {
-        // rmcp does not expose the transport error as the source: reach into it.
-        I::TransportError { error, .. } => transport_failure(error.error.as_ref()),
-        other => transport_failure(other),
-    }
-}
-
-/// Why the transport failed, from the error's source chain (rmcp wraps the HTTP client's
-/// typed error): a short, credential-free sentence.
-pub fn transport_failure(e: &(dyn std::error::Error + 'static)) -> String {
-    use rmcp::transport::streamable_http_client::StreamableHttpError as H;
-    let mut source = Some(e);
-    while let Some(current) = source {
-        if let Some(t) = current.downcast_ref::<rmcp::transport::DynamicTransportError>() {
-            source = Some(t.error.as_ref());
-            continue;
-        }
-        if let Some(h) = current.downcast_ref::<H<reqwest::Error>>() {
-            return match h {
-                H::AuthRequired(_) | H::InsufficientScope(_) => "DBHub refused the token".into(),
-                H::Client(r) if r.is_connect() || r.is_timeout() => "DBHub is not reachable".into(),
-                H::Io(_) | H::UnexpectedEndOfStream | H::TransportChannelClosed => {
-                    "DBHub closed the connection".into()
-                }
-                H::HttpStatus(s) => format!("DBHub answered HTTP {}", s.status),
-                // rmcp folds other statuses into this text, as "HTTP <status>: <body>".
-                H::UnexpectedServerResponse(text) => match text.strip_prefix("HTTP 403") {
-                    Some(_) => "DBHub refused the request (host not allowed)".into(),
-                    None => "DBHub answered unexpectedly".into(),
-                },
-                _ => "DBHub answered unexpectedly".into(),
-            };
-        }
-        if let Some(r) = current.downcast_ref::<reqwest::Error>()
-            && (r.is_connect() || r.is_timeout())
-        {
-            return "DBHub is not reachable".into();
-        }
-        if current.downcast_ref::<std::io::Error>().is_some() {
-            return "DBHub is not reachable".into();
-        }
-        source = current.source();
-    }
-    tracing::debug!(error = %e, "unclassified DBHub transport error");
-    "DBHub transport error".into()
 }
 
 /// A DBHub or driver message made safe to show (the operator's rules; 2000 characters at most).
@@ -258,18 +196,6 @@ mod tests {
         assert!(matches!(
             tool_output(false, "hello"),
             Err(McpError::Protocol(_))
-        ));
-    }
-
-    #[test]
-    fn an_unknown_tool_is_told_from_transport_trouble_by_its_code() {
-        let unknown = rmcp::service::ServiceError::McpError(rmcp::ErrorData::invalid_params(
-            "Tool execute_sql_x not found",
-            None,
-        ));
-        assert!(matches!(
-            service_error("execute_sql_x", &unknown),
-            McpError::UnknownTool(_)
         ));
     }
 }

@@ -1,7 +1,6 @@
 //! The query history is written off the request path: runs go into a bounded queue that one
-//! task drains into Neo4j in batches (gathered for up to 50 ms; one `UNWIND` write per space),
-//! so a response never waits
-//! for the graph. When the queue is full a run is dropped and counted
+//! task drains into Neo4j in batches (gathered for up to 250 ms; one `UNWIND` write per space),
+//! so a response never waits for the graph. When the queue is full a run is dropped and counted
 //! (`aether_dbhub_history_entries_total{outcome="dropped_full"}`) instead of growing memory.
 //! Reads of the history flush the queue first (a user sees their own last run), and shutdown
 //! flushes it; a crash loses at most what was queued ([`QUEUE`] runs).
@@ -17,9 +16,11 @@ use crate::storage::Store;
 pub const QUEUE: usize = 8192;
 /// Runs one batch writes at most.
 const BATCH: usize = 512;
-/// How long the writer waits for more runs after the first of a batch: each Neo4j transaction
-/// costs about as much as writing fifty runs in it, so under load runs are written in batches.
-const LINGER: Duration = Duration::from_millis(50);
+/// How long the writer waits for more runs after the first of a batch. Measured on the stack's
+/// Neo4j 5.26: a transaction costs ~2–3 ms of its CPU, each run in it ~0.13 ms, so 20 runs per
+/// write cost ~0.25 ms each and 100 or more ~0.14 ms; at a few hundred queries a second this
+/// gathers ~100 per write. Reads of the history flush first, so no user waits for it.
+const LINGER: Duration = Duration::from_millis(250);
 /// How long a flush waits for the writer.
 const FLUSH_WAIT: Duration = Duration::from_secs(10);
 

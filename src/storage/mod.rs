@@ -105,6 +105,7 @@ impl Store {
 
     /// Runs `q` and returns all its rows; the connection is back in the pool when this returns.
     pub(crate) async fn rows(&self, q: Query) -> Result<Vec<Row>> {
+        crate::metrics::graph_query();
         let mut stream = self.graph.execute(q).await?;
         let mut out = Vec::new();
         while let Some(row) = stream.next().await? {
@@ -120,6 +121,7 @@ impl Store {
 
     /// Runs `q` for its effect.
     pub(crate) async fn run(&self, q: Query) -> Result<()> {
+        crate::metrics::graph_query();
         self.graph.run(q).await?;
         Ok(())
     }
