@@ -168,7 +168,7 @@ pub fn wire(w: Wiring) -> AppState {
         w.store.clone(),
         queries.clone(),
     ));
-    AppState {
+    AppState::new(crate::http::Shared {
         spaces: Arc::new(crate::spaces::Spaces::new(
             w.store.clone(),
             w.space_cache_ttl,
@@ -181,7 +181,7 @@ pub fn wire(w: Wiring) -> AppState {
         verifier: w.verifier,
         limits: w.limits,
         cors: w.cors,
-    }
+    })
 }
 
 fn app_state(

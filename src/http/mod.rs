@@ -53,9 +53,28 @@ impl Default for Limits {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach: cloned for every request (axum hands each handler and
+/// middleware its own), so it is one reference-counted pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state over `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// The databases use cases.
     pub registry: Arc<crate::registry::Registry>,
     /// The query use cases.
