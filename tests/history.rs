@@ -126,3 +126,53 @@ async fn history_queue_writes_batches_flushes_and_sheds_when_full() {
         .await
         .unwrap();
 }
+
+/// A database with more history than one Neo4j transaction can delete (the stack's Neo4j
+/// refuses a transaction beyond ~540 MiB; 150 000 runs needed more) is deleted through the API
+/// all the same, its runs in chunks: 204, and no run, saved query or record is left.
+#[tokio::test]
+async fn deleting_a_database_with_a_long_history_deletes_all_of_it() {
+    let ns = crate::support::kube::TestNamespace::new("longhist").await;
+    let server = api::serve(&ns.name, ns.client.clone()).await;
+    let graph = api::graph();
+    let owner = person(&graph).await;
+    let call = api::personal(&server, &owner);
+    let body = crate::support::scenario::pg_body("busy", serde_json::json!({}));
+    let (code, created) = call.send("POST", "/api/v1/databases", Some(body)).await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    for _ in 0..6 {
+        graph
+            .run(
+                neo4rs::query(
+                    "MATCH (d:Database {id: $id}) UNWIND range(1, 25000) AS i \
+                     CREATE (:QueryExecution {id: randomUUID(), tenant_id: d.tenant_id, \
+                     space_id: d.space_id, database_id: d.id, user_id: $user, \
+                     statement: 'SELECT 1', status: 'success', executed_ns: i})-[:EXECUTED_ON]->(d)",
+                )
+                .param("id", id.as_str())
+                .param("user", owner.id.as_str()),
+            )
+            .await
+            .unwrap();
+    }
+    let (code, problem) = call
+        .send("DELETE", &format!("/api/v1/databases/{id}"), None)
+        .await;
+    assert_eq!(code, 204, "{problem}");
+    let mut rows = graph
+        .execute(
+            neo4rs::query(
+                "OPTIONAL MATCH (q:QueryExecution {database_id: $id}) WITH count(q) AS runs \
+                 OPTIONAL MATCH (d:Database {id: $id}) RETURN runs, count(d) AS records",
+            )
+            .param("id", id.as_str()),
+        )
+        .await
+        .unwrap();
+    let row = rows.next().await.unwrap().unwrap();
+    assert_eq!(
+        (row.get::<i64>("runs").unwrap(), row.get::<i64>("records").unwrap()),
+        (0, 0)
+    );
+}
