@@ -172,7 +172,10 @@ async fn deleting_a_database_with_a_long_history_deletes_all_of_it() {
         .unwrap();
     let row = rows.next().await.unwrap().unwrap();
     assert_eq!(
-        (row.get::<i64>("runs").unwrap(), row.get::<i64>("records").unwrap()),
+        (
+            row.get::<i64>("runs").unwrap(),
+            row.get::<i64>("records").unwrap()
+        ),
         (0, 0)
     );
 }

@@ -90,7 +90,6 @@ async fn mcp_session_runs_sql_and_maps_every_failure() {
         .unwrap_err();
     assert_eq!(unknown, McpError::UnknownTool("execute_sql_nope".into()));
 
-
     match Session::connect(&hub.url(), "wrong-token", T).await {
         Err(McpError::Unavailable(m)) => assert_eq!(
             m,

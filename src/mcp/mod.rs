@@ -243,15 +243,18 @@ impl Session {
             name: tool,
             arguments,
         };
-        let res = tokio::time::timeout(timeout, self.request::<_, ToolResult>("tools/call", &params))
-            .await
-            .map_err(|_| McpError::Timeout)?
-            .map_err(|e| match e {
-                // DBHub answers a tool it does not have with "invalid params".
-                rpc::Failure::Rpc(rpc::INVALID_PARAMS) => McpError::UnknownTool(tool.to_string()),
-                other => other.into_mcp(),
-            })?
-            .1;
+        let res = tokio::time::timeout(
+            timeout,
+            self.request::<_, ToolResult>("tools/call", &params),
+        )
+        .await
+        .map_err(|_| McpError::Timeout)?
+        .map_err(|e| match e {
+            // DBHub answers a tool it does not have with "invalid params".
+            rpc::Failure::Rpc(rpc::INVALID_PARAMS) => McpError::UnknownTool(tool.to_string()),
+            other => other.into_mcp(),
+        })?
+        .1;
         let text: String = res.content.into_iter().filter_map(|c| c.text).collect();
         result::tool_output(res.is_error, &text)
     }

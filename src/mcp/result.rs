@@ -134,7 +134,7 @@ pub fn exec_result(data: Value) -> Result<ExecResult, McpError> {
         _ => Value::Null,
     };
     let raw: Vec<RawStatement> = serde_json::from_value(statements)
-            .map_err(|e| McpError::Protocol(format!("statements: {e}")))?;
+        .map_err(|e| McpError::Protocol(format!("statements: {e}")))?;
     Ok(ExecResult {
         statements: raw
             .into_iter()

@@ -195,7 +195,9 @@ fn outcome<R: DeserializeOwned>(text: &str, id: u64) -> Result<Option<R>, Failur
     match (reply.result, reply.error) {
         (_, Some(e)) => Err(Failure::Rpc(e.code)),
         (Some(r), None) => Ok(Some(r)),
-        (None, None) => Err(McpError::Protocol("a response with neither result nor error".into()).into()),
+        (None, None) => {
+            Err(McpError::Protocol("a response with neither result nor error".into()).into())
+        }
     }
 }
 
@@ -250,7 +252,8 @@ mod tests {
             assert!(outcome::<Value>(m, 5).unwrap().is_none(), "{m}");
         }
         assert_eq!(outcome::<Value>(mine, 5).unwrap().unwrap()["n"], 5);
-        let failed = r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"Tool x not found"}}"#;
+        let failed =
+            r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"Tool x not found"}}"#;
         assert!(matches!(
             outcome::<Value>(failed, 5),
             Err(Failure::Rpc(INVALID_PARAMS))
@@ -273,6 +276,9 @@ mod tests {
             serde_json::json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "t"}})
         );
         let n: Value = serde_json::from_slice(&notification("notifications/initialized")).unwrap();
-        assert_eq!(n, serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        assert_eq!(
+            n,
+            serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        );
     }
 }
