@@ -106,7 +106,7 @@ pub async fn run() {
     );
     let [connected, served, first] = tenant.timeline.map(|d| d.as_secs_f64() * 1000.0);
     println!(
-        "POST /databases → Connected {connected:.0} ms → in DBHub's configuration {served:.0} ms → first query answered {first:.0} ms (DBHub started by the harness, standing in for the kubelet)"
+        "POST /databases → Connected {connected:.0} ms → in DBHub's configuration {served:.0} ms → first query answered {first:.0} ms (the space's DBHub pod rolls out in between)"
     );
     // Warm both paths (sessions, caches, connection pools).
     for side in [Side::Direct, Side::Service] {

@@ -6,6 +6,8 @@ use std::future::Future;
 
 /// Accepts on `listener` and pipes each connection to the address `target` yields for it
 /// (`host:port`, looked up per connection); a connection is closed when it yields none.
+/// Aborting the returned task closes every forwarded connection too, as when the pods behind
+/// the Service go away (clients keep connections alive, so closing the listener is not enough).
 pub fn spawn<F, Fut>(listener: tokio::net::TcpListener, target: F) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Fut + Send + Sync + 'static,
@@ -13,9 +15,17 @@ where
 {
     let target = std::sync::Arc::new(target);
     tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let mut inbound = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((inbound, _)) => inbound,
+                    Err(_) => break,
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
             let target = target.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let Some(addr) = target().await else { return };
                 if let Ok(mut out) = tokio::net::TcpStream::connect(&addr).await {
                     let _ = out.set_nodelay(true);
