@@ -160,19 +160,18 @@ impl Session {
                 version: env!("CARGO_PKG_VERSION"),
             },
         };
-        let (headers, init) = self
-            .request::<_, Initialized>("initialize", &params)
-            .await
-            .map_err(|e| match e.into_mcp() {
-                McpError::Protocol(m) => McpError::Unavailable(format!("initialize: {m}")),
-                other => other,
-            })?;
+        let (id, answer) = self.send("initialize", &params).await?;
+        let session = answer.headers().get("mcp-session-id").cloned();
+        let init: Initialized = answer.reply(id).await.map_err(|e| match e.into_mcp() {
+            McpError::Protocol(m) => McpError::Unavailable(format!("initialize: {m}")),
+            other => other,
+        })?;
         let version = HeaderValue::try_from(init.protocol_version).map_err(|_| {
             McpError::Unavailable("initialize: DBHub named an invalid protocol version".into())
         })?;
         self.headers.insert("mcp-protocol-version", version);
-        if let Some(id) = headers.get("mcp-session-id") {
-            self.headers.insert("mcp-session-id", id.clone());
+        if let Some(id) = session {
+            self.headers.insert("mcp-session-id", id);
         }
         let note = rpc::notification("notifications/initialized");
         rpc::post(http(), &self.endpoint, &self.headers, note)
@@ -181,24 +180,34 @@ impl Session {
             .await
     }
 
-    /// Sends request `method` with `params`; the reply's headers and typed result.
-    async fn request<P: Serialize, R: serde::de::DeserializeOwned>(
+    /// Sends request `method` with `params`; its id and the answer, not read yet.
+    async fn send<P: Serialize>(
         &self,
         method: &str,
         params: &P,
-    ) -> Result<(HeaderMap, R), rpc::Failure> {
+    ) -> Result<(u64, rpc::Answer), McpError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = rpc::request(id, method, params)?;
         if body.len() > DBHUB_MAX_REQUEST_BYTES {
             return Err(McpError::TooLarge {
                 bytes: body.len(),
                 limit: DBHUB_MAX_REQUEST_BYTES,
-            }
-            .into());
+            });
         }
-        let answer = rpc::post(http(), &self.endpoint, &self.headers, body).await?;
-        let headers = answer.headers().clone();
-        Ok((headers, answer.reply(id).await?))
+        Ok((
+            id,
+            rpc::post(http(), &self.endpoint, &self.headers, body).await?,
+        ))
+    }
+
+    /// Sends request `method` with `params`; its typed result.
+    async fn request<P: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, rpc::Failure> {
+        let (id, answer) = self.send(method, params).await?;
+        answer.reply(id).await
     }
 
     /// The names of DBHub's tools (suffixed per source when it serves several).
@@ -209,7 +218,7 @@ impl Session {
                 let params = ListTools {
                     cursor: cursor.as_deref(),
                 };
-                let (_, page) = self
+                let page = self
                     .request::<_, ToolList>("tools/list", &params)
                     .await
                     .map_err(rpc::Failure::into_mcp)?;
@@ -253,8 +262,7 @@ impl Session {
             // DBHub answers a tool it does not have with "invalid params".
             rpc::Failure::Rpc(rpc::INVALID_PARAMS) => McpError::UnknownTool(tool.to_string()),
             other => other.into_mcp(),
-        })?
-        .1;
+        })?;
         let text: String = res.content.into_iter().filter_map(|c| c.text).collect();
         result::tool_output(res.is_error, &text)
     }

@@ -175,8 +175,9 @@ impl Answer {
                 McpError::Protocol("the answer is not the response to the request".into()).into()
             });
         }
-        for data in events(text) {
-            if let Some(done) = outcome(&data, id)? {
+        // Events without data (a stream's priming event, keep-alives) carry no message.
+        for data in events(text).iter().filter(|d| !d.trim().is_empty()) {
+            if let Some(done) = outcome(data, id)? {
                 return Ok(done);
             }
         }
