@@ -106,7 +106,7 @@ fn transport(e: reqwest::Error) -> McpError {
     if e.is_request() || e.is_body() || e.is_decode() {
         return McpError::Unavailable("DBHub closed the connection".into());
     }
-    tracing::debug!(error = %e, "unclassified DBHub transport error");
+    tracing::debug!(error = %e.without_url(), "unclassified DBHub transport error");
     McpError::Unavailable("DBHub transport error".into())
 }
 
