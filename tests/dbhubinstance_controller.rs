@@ -613,7 +613,14 @@ async fn instance_scale_and_status_follow_the_deployment() {
         .unwrap();
     let deps: Api<Deployment> = ns.api();
     let deadline = Instant::now() + WAIT;
-    while deps.get("hub").await.unwrap().spec.unwrap().replicas != Some(2) {
+    // The reconciler writes the ConfigMap before the Deployment: it may not exist yet.
+    while deps
+        .get_opt("hub")
+        .await
+        .unwrap()
+        .and_then(|d| d.spec?.replicas)
+        != Some(2)
+    {
         assert!(Instant::now() < deadline, "Deployment not scaled to 2");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
