@@ -121,8 +121,8 @@ async fn mcp_session_runs_sql_and_maps_every_failure() {
     assert!(matches!(&down, McpError::Unavailable(_)), "{down:?}");
 }
 
-/// This process's TCP sockets to 127.0.0.1:`port`, by state (from /proc/net/tcp: TIME_WAIT is
-/// 06, ESTABLISHED 01).
+/// TCP sockets to 127.0.0.1:`port` in this network namespace (the port is this test's DBHub's
+/// alone), by state (from /proc/net/tcp: TIME_WAIT is 06, ESTABLISHED 01).
 fn sockets_to(port: u16) -> Vec<String> {
     let remote = format!("0100007F:{port:04X}");
     std::fs::read_to_string("/proc/net/tcp")
