@@ -320,7 +320,7 @@ async fn instance_objects_start_a_working_dbhub() {
     )
     .await;
     wait_config(&ns, "hub", |c| all_source_ids(c).len() == 4).await;
-    let dep = ns.api::<Deployment>().get("hub").await.unwrap();
+    let dep = existing_deployment(&ns, "hub").await;
     let container = &dep.spec.unwrap().template.spec.unwrap().containers[0];
     assert_eq!(
         &container.args.as_ref().unwrap()[..2],
@@ -487,6 +487,19 @@ async fn wait_status(
             "{inst} status never matched: {st:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The instance's Deployment, once it exists (the reconciler writes the ConfigMap, Secrets,
+/// Service and NetworkPolicy before it).
+async fn existing_deployment(ns: &TestNamespace, inst: &str) -> Deployment {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(d) = ns.api::<Deployment>().get_opt(inst).await.unwrap() {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "no Deployment {inst}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -743,4 +756,96 @@ async fn instance_unchanged_reconciles_write_nothing() {
         "ten reconciles of an unchanged instance wrote nothing"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The DSN values of the instance's `<name>-dsn` Secret.
+async fn dsn_values(ns: &TestNamespace, name: &str) -> Vec<String> {
+    ns.api::<Secret>()
+        .get_opt(&format!("{name}-dsn"))
+        .await
+        .unwrap()
+        .and_then(|s| s.data)
+        .unwrap_or_default()
+        .into_values()
+        .map(|v| String::from_utf8(v.0).unwrap())
+        .collect()
+}
+
+/// The reconciler keeps Secrets' data between passes (read again only when the Secret's
+/// resourceVersion changes): a rotated password must still reach the instance's DSNs, and the
+/// old one must leave them.
+#[tokio::test]
+async fn instance_follows_a_rotated_credentials_secret() {
+    use sqlx::Connection;
+    let ns = TestNamespace::new("hubrot").await;
+    let _ctl = start(&ns.name).await;
+    let s = stack();
+    let role = format!("rot_{}", unique("r").replace('-', "_"));
+    let (old, new) = ("OldPassw0rd1", "NewPassw0rd2");
+    let mut admin = sqlx::PgConnection::connect(&crate::support::pg_admin_db_url())
+        .await
+        .unwrap();
+    // The role name is ours (a uuid's hex digits), the passwords are constants.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN PASSWORD '{old}'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    secret(&ns.api(), "rot", &role, old).await;
+    let dbs: Api<Database> = ns.api();
+    let db: Database = serde_json::from_value(json!({
+        "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
+        "metadata": {"name": "pg", "labels": {"env": "prod"}},
+        "spec": {"type": "postgres", "host": s.get("STACK_PG_HOST"),
+            "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
+            "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
+            "credentialsRef": {"name": "rot"}}}))
+    .unwrap();
+    dbs.create(&PostParams::default(), &db).await.unwrap();
+    wait_phase(&dbs, "pg", DatabasePhase::Connected, WAIT).await;
+    instance(
+        &ns,
+        "prod",
+        json!({"databaseSelector": {"matchLabels": {"env": "prod"}}}),
+    )
+    .await;
+    wait_config(&ns, "prod", |c| source_ids(c) == ids(&["pg"])).await;
+    let before = dsn_values(&ns, "prod").await;
+    assert!(
+        before.iter().any(|d| d.contains(old)),
+        "the DSN holds the password"
+    );
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE {role} PASSWORD '{new}'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    ns.api::<Secret>()
+        .patch(
+            "rot",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": new}})),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = dsn_values(&ns, "prod").await;
+        if now.iter().any(|d| d.contains(new)) && !now.iter().any(|d| d.contains(old)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated password never reached the DSNs"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_phase(&dbs, "pg", DatabasePhase::Connected, WAIT).await;
+    drop(ns);
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+        .execute(&mut admin)
+        .await;
 }

@@ -7,8 +7,9 @@
 //! - `load`: 200 concurrent clients for 60 s mixing list, get and query against a release
 //!   build of `aether-dbhub serve` (requests, errors, p50/p95/p99, peak RSS of the service).
 //! - `operator`: 2 000 Databases / 50 DBHubInstances reconciled by `aether-dbhub operator` from
-//!   cold, a steady window, a restart (time to Connected and served, peak connections, checks,
-//!   writes, RSS).
+//!   cold with the instances' DBHub in real pods, a steady window, a restart (time to Connected,
+//!   configured, Running and answering through each Service; peak connections, checks, writes,
+//!   RSS).
 //!
 //! It brings the stack up (`scripts/stack up`) when it is not running, starts the service as a
 //! process with its embedded reconcilers in a namespace of its own, registers the stack's

@@ -1,9 +1,12 @@
-//! The reconcilers at scale: 2 000 Databases (all on the stack's PostgreSQL) and 50
-//! DBHubInstances (40 Databases each, by label) reconciled by a release `aether-dbhub operator`
-//! from cold; then a steady window; then a restart (SIGKILL, as a failed leader). Prints the
-//! time until every Database is Connected and every instance serves its 40, the peak number of
-//! connections PostgreSQL saw from the operator's login, checks and non-Connected transitions,
-//! API writes in the steady window, checks in the first minute after the restart, and RSS.
+//! The reconcilers at scale: 2 000 Databases (all on the stack's PostgreSQL, on the bridge
+//! address pods reach) and 50 DBHubInstances (40 Databases each, by label) reconciled by a
+//! release `aether-dbhub operator` from cold, with every instance's DBHub running in its real pod
+//! on the node; then a steady window; then a restart (SIGKILL, as a failed leader). Prints the
+//! time until every Database is Connected, every instance's configuration holds its 40, every
+//! instance is Running with a Ready pod, and every instance has answered `SELECT 1` on one of its
+//! sources through its Service; the peak number of connections PostgreSQL saw from the
+//! operator's login, checks and non-Connected transitions, API writes in the steady window,
+//! checks in the first minute after the restart, and RSS.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -20,14 +23,21 @@ use sqlx::Connection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
+use aether_dbhub::mcp::Session;
+use dbhub_operator::crd::InstancePhase;
+
 use crate::stats::rss_mib;
-use crate::support::dbhub::free_port;
+use crate::support::dbhub::{free_port, serve_instance};
 use crate::support::kube::TestNamespace;
 use crate::support::stack;
 
 const DATABASES: usize = 2000;
 const INSTANCES: usize = 50;
-const STEADY: Duration = Duration::from_secs(90);
+const STEADY: Duration = Duration::from_secs(300);
+/// The Databases' `healthCheckInterval`: long enough that no check falls due in the steady
+/// window after a cold start of a few minutes (by design a check writes `lastChecked` once per
+/// half interval, so with the 300 s default a 5 minute window always holds due checks).
+const INTERVAL: i64 = 1800;
 const AFTER_RESTART: Duration = Duration::from_secs(60);
 
 struct Operator {
@@ -105,33 +115,85 @@ async fn write_marks(client: &kube::Client, ns: &str) -> (u128, usize) {
     where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        api.list(&ListParams::default())
+        list(&api)
             .await
-            .unwrap()
-            .items
             .iter()
             .filter_map(|o| o.meta().resource_version.as_deref()?.parse::<u128>().ok())
             .sum()
     }
     let total = sum(Api::<Database>::namespaced(client.clone(), ns)).await
         + sum(Api::<DBHubInstance>::namespaced(client.clone(), ns)).await
-        + sum(Api::<Deployment>::namespaced(client.clone(), ns)).await
+        // The Deployments' generation: their status is the controller-manager's to write.
+        + list(&Api::<Deployment>::namespaced(client.clone(), ns))
+            .await
+            .iter()
+            .filter_map(|d| d.metadata.generation)
+            .map(|g| g as u128)
+            .sum::<u128>()
         + sum(Api::<ConfigMap>::namespaced(client.clone(), ns)).await
         + sum(Api::<Service>::namespaced(client.clone(), ns)).await
         + sum(Api::<Secret>::namespaced(client.clone(), ns)).await;
-    let events = Api::<Event>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
+    let events = list(&Api::<Event>::namespaced(client.clone(), ns))
         .await
-        .unwrap()
-        .items
         .len();
     (total, events)
+}
+
+/// Every object of `api`; a failed list (an apiserver busy with the burst answers some with
+/// 504 or cuts them short) is retried.
+async fn list<K>(api: &Api<K>) -> Vec<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    loop {
+        match api.list(&ListParams::default()).await {
+            Ok(l) => return l.items,
+            Err(e) => {
+                eprintln!("(list failed, retrying: {e})");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Instances whose status says Running with at least one available replica (a Ready pod of
+/// the current or the previous configuration).
+async fn running(insts: &Api<DBHubInstance>) -> usize {
+    list(insts)
+        .await
+        .iter()
+        .filter(|i| {
+            i.status.as_ref().is_some_and(|s| {
+                s.phase == Some(InstancePhase::Running) && s.available_replicas >= 1
+            })
+        })
+        .count()
+}
+
+/// Forwards to instance `i`'s Service once its rollout is complete and runs `SELECT 1` on one
+/// of its sources over MCP; true when DBHub answered.
+async fn answers(ns: &TestNamespace, i: usize) -> bool {
+    let hub = serve_instance(ns, &format!("hub-{i}"), free_port()).await;
+    let Ok(session) = Session::connect(&hub.url(), &hub.token, Duration::from_secs(10)).await
+    else {
+        return false;
+    };
+    let Ok(tools) = session.tool_names().await else {
+        return false;
+    };
+    let Some(tool) = tools
+        .iter()
+        .find(|t| t.starts_with("execute_sql_") && !t.ends_with("_write"))
+    else {
+        return false;
+    };
+    session.execute_sql(tool, "SELECT 1").await.is_ok()
 }
 
 /// Connected Databases, instances serving all of theirs, and Databases not Connected that
 /// were Connected at some point (Degraded/Failed) or never were (Pending/Failed).
 async fn progress(dbs: &Api<Database>, insts: &Api<DBHubInstance>) -> (usize, usize, usize) {
-    let all = dbs.list(&ListParams::default()).await.unwrap().items;
+    let all = list(dbs).await;
     let connected = all
         .iter()
         .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DatabasePhase::Connected))
@@ -140,11 +202,8 @@ async fn progress(dbs: &Api<Database>, insts: &Api<DBHubInstance>) -> (usize, us
         .iter()
         .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DatabasePhase::Failed))
         .count();
-    let served = insts
-        .list(&ListParams::default())
+    let served = list(insts)
         .await
-        .unwrap()
-        .items
         .iter()
         .filter(|i| {
             i.status
@@ -183,6 +242,7 @@ pub async fn run() {
                     "spec": {"type": "postgres", "host": s.get("STACK_PG_HOST"),
                         "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
                         "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
+                        "healthCheckInterval": INTERVAL,
                         "credentialsRef": {"name": "creds"}}}))
                 .unwrap();
                 dbs.create(&PostParams::default(), &db).await.unwrap();
@@ -198,19 +258,37 @@ pub async fn run() {
     let peak = sample_connections(s.get("STACK_DB_USER").to_string(), stop.clone());
     let op = Operator::start(&ns.name).await;
     let started = Instant::now();
-    let (mut all_connected, mut all_served) = (None, None);
+    let (mut all_connected, mut all_served, mut all_running) = (None, None, None);
     let mut failed_seen = 0;
-    while all_served.is_none() && started.elapsed() < Duration::from_secs(600) {
+    while all_running.is_none() && started.elapsed() < Duration::from_secs(600) {
         let (connected, served, failed) = progress(&dbs, &insts).await;
         failed_seen = failed_seen.max(failed);
         if connected == DATABASES && all_connected.is_none() {
             all_connected = Some(started.elapsed());
         }
-        if all_connected.is_some() && served == INSTANCES {
+        if all_connected.is_some() && served == INSTANCES && all_served.is_none() {
             all_served = Some(started.elapsed());
+        }
+        if all_served.is_some() && running(&insts).await == INSTANCES {
+            all_running = Some(started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Every instance's current configuration rolled out and answering through its Service.
+    let answered = stream::iter(0..INSTANCES)
+        .map(|i| {
+            let ns = &ns;
+            async move { answers(ns, i).await }
+        })
+        .buffer_unordered(8)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    let all_answered = started.elapsed();
+    // Each template change of a Deployment (a new configuration hash) makes a ReplicaSet.
+    let replica_sets = list(&ns.api::<k8s_openapi::api::apps::v1::ReplicaSet>())
+        .await
+        .len();
     let cold_checks = op.checks().await;
     let (_, warnings_cold) = write_marks(&client, &ns.name).await;
     let rss_cold = rss_mib(op.pid());
@@ -222,17 +300,40 @@ pub async fn run() {
     println!("from cold (limits: 32 checks at once, 4 per server):");
     println!("  all {DATABASES} Connected after {}", secs(all_connected));
     println!(
-        "  all {INSTANCES} instances serving their {} after {}",
+        "  all {INSTANCES} instances' configurations holding their {} after {}",
         DATABASES / INSTANCES,
         secs(all_served)
     );
     println!(
-        "  checks {cold_checks}; most Databases Failed at one time {failed_seen}; Events {warnings_cold}; peak connections from the login {}",
+        "  all {INSTANCES} instances Running with a Ready DBHub pod after {}",
+        secs(all_running)
+    );
+    println!(
+        "  {answered} of {INSTANCES} instances answered SELECT 1 through their Service (current configuration rolled out) after {:.1} s",
+        all_answered.as_secs_f64()
+    );
+    println!(
+        "  ReplicaSets {replica_sets} for {INSTANCES} Deployments (one per pod template the cold start went through)"
+    );
+    println!(
+        "  checks {cold_checks}; most Databases Failed at one time {failed_seen}; Events {warnings_cold}; peak connections from the login (the operator's checks, and the DBHub pods' once they answer) {}",
         peak.load(Ordering::Relaxed)
     );
     println!("  operator RSS after the burst {rss_cold:.1} MiB");
 
-    // Steady: nothing changes, nothing is due (interval 300 s).
+    // Steady: nothing changes, nothing is due. First the rollouts finish (old pods gone).
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(300) {
+        let pods = list(&ns.api::<k8s_openapi::api::core::v1::Pod>()).await;
+        if pods.len() == INSTANCES && pods.iter().all(|p| p.metadata.deletion_timestamp.is_none()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "  old pods gone {:.1} s after the last instance answered",
+        settle.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let marks = write_marks(&client, &ns.name).await;
     let before = op.checks().await;
@@ -269,18 +370,9 @@ pub async fn run() {
     stop.store(true, Ordering::Relaxed);
     drop(op);
 
-    // No controller-manager runs here: delete what the namespace holds before it goes.
-    let dp = DeleteParams::background();
-    let lp = ListParams::default();
-    let _ = dbs.delete_collection(&dp, &lp).await;
-    let _ = insts.delete_collection(&dp, &lp).await;
-    let _ = ns.api::<Deployment>().delete_collection(&dp, &lp).await;
-    let _ = ns.api::<ConfigMap>().delete_collection(&dp, &lp).await;
-    let _ = ns.api::<Secret>().delete_collection(&dp, &lp).await;
-    for svc in ns.api::<Service>().list(&lp).await.unwrap().items {
-        let _ = ns
-            .api::<Service>()
-            .delete(&svc.metadata.name.unwrap_or_default(), &dp)
-            .await;
-    }
+    // The instances first (garbage collection takes their Deployments, pods and Services),
+    // then the namespace goes with the rest when `ns` is dropped.
+    let _ = insts
+        .delete_collection(&DeleteParams::background(), &ListParams::default())
+        .await;
 }

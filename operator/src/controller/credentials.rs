@@ -3,8 +3,14 @@
 //! namespace (or `*`). The annotation is read from metadata first, so a refused Secret's data
 //! is never fetched.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::crd::Database;
@@ -94,6 +100,98 @@ pub async fn resolve_versioned(
     client: &Client,
     db: &Database,
 ) -> Result<(Option<Logins>, Option<String>), CredentialsError> {
+    resolve_with(client, None, db).await
+}
+
+/// Secrets' data as last read, reused while the Secret's `resourceVersion` in a metadata watch
+/// cache is unchanged: a reconciler that renders many Databases sharing a Secret (or renders
+/// the same ones again) reads each Secret once per change instead of once per Database per pass.
+/// A Secret the metadata cache does not hold (not yet listed, outside the watched namespaces,
+/// absent) is read from the API as without a cache.
+pub struct SecretCache {
+    meta: Store<PartialObjectMeta<Secret>>,
+    data: Mutex<HashMap<(String, String), Cached>>,
+}
+
+struct Cached {
+    version: String,
+    data: BTreeMap<String, ByteString>,
+}
+
+impl SecretCache {
+    /// A cache over `meta`, the reflector store of a Secret metadata watch.
+    pub fn new(meta: Store<PartialObjectMeta<Secret>>) -> Self {
+        Self {
+            meta,
+            data: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// [`resolve`] through the cache.
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        db: &Database,
+    ) -> Result<Option<Logins>, CredentialsError> {
+        Ok(resolve_with(client, Some(self), db).await?.0)
+    }
+
+    /// The `allowed-namespaces` annotation and `resourceVersion` of `namespace/name` in the
+    /// metadata cache; `None` when it does not hold the Secret.
+    fn meta(&self, namespace: &str, name: &str) -> Option<(Option<String>, String)> {
+        let meta = self.meta.get(&ObjectRef::new(name).within(namespace))?;
+        Some((
+            meta.annotations().get(ALLOWED_NAMESPACES).cloned(),
+            meta.resource_version().unwrap_or_default(),
+        ))
+    }
+
+    /// The data of `namespace/name`: the cached copy when it was read at `version`, else read
+    /// from the API (and remembered). `None`: there is no such Secret.
+    async fn data(
+        &self,
+        api: &Api<Secret>,
+        namespace: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<(BTreeMap<String, ByteString>, Option<String>)>, kube::Error> {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(c) = self.data.lock().unwrap().get(&key)
+            && c.version == version
+        {
+            return Ok(Some((c.data.clone(), Some(c.version.clone()))));
+        }
+        let Some(secret) = api.get_opt(name).await? else {
+            return Ok(None);
+        };
+        let version = secret.resource_version();
+        let data = secret.data.unwrap_or_default();
+        if let Some(v) = &version {
+            self.data.lock().unwrap().insert(
+                key,
+                Cached {
+                    version: v.clone(),
+                    data: data.clone(),
+                },
+            );
+        }
+        Ok(Some((data, version)))
+    }
+
+    /// Forgets Secrets the metadata cache no longer holds (deleted ones).
+    pub fn prune(&self) {
+        self.data
+            .lock()
+            .unwrap()
+            .retain(|(ns, name), _| self.meta.get(&ObjectRef::new(name).within(ns)).is_some());
+    }
+}
+
+async fn resolve_with(
+    client: &Client,
+    cache: Option<&SecretCache>,
+    db: &Database,
+) -> Result<(Option<Logins>, Option<String>), CredentialsError> {
     let Some(r) = db.spec.credentials_ref.as_ref() else {
         return match db.spec.db_type {
             crate::crd::DatabaseType::Sqlite => Ok((None, None)),
@@ -107,24 +205,40 @@ pub async fn resolve_versioned(
         namespace: namespace.clone(),
         name: name.clone(),
     };
-    if namespace != own_ns {
-        let meta = api.get_metadata_opt(&name).await?.ok_or_else(not_found)?;
-        if !allows(
-            meta.annotations()
-                .get(ALLOWED_NAMESPACES)
-                .map(String::as_str),
-            &own_ns,
-        ) {
-            return Err(CredentialsError::NotPermitted {
-                namespace,
-                name,
-                from: own_ns,
-            });
+    let refused = || CredentialsError::NotPermitted {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        from: own_ns.clone(),
+    };
+    let cross = namespace != own_ns;
+    let cached = cache.and_then(|c| Some((c, c.meta(&namespace, &name)?)));
+    let (data, version) = match cached {
+        Some((cache, (annotation, version))) => {
+            if cross && !allows(annotation.as_deref(), &own_ns) {
+                return Err(refused());
+            }
+            cache
+                .data(&api, &namespace, &name, &version)
+                .await?
+                .ok_or_else(not_found)?
         }
-    }
-    let secret = api.get_opt(&name).await?.ok_or_else(not_found)?;
-    let version = secret.resource_version();
-    let data = secret.data.unwrap_or_default();
+        None => {
+            if cross {
+                let meta = api.get_metadata_opt(&name).await?.ok_or_else(not_found)?;
+                if !allows(
+                    meta.annotations()
+                        .get(ALLOWED_NAMESPACES)
+                        .map(String::as_str),
+                    &own_ns,
+                ) {
+                    return Err(refused());
+                }
+            }
+            let secret = api.get_opt(&name).await?.ok_or_else(not_found)?;
+            let version = secret.resource_version();
+            (secret.data.unwrap_or_default(), version)
+        }
+    };
     let value = |key: &str| {
         data.get(key)
             .and_then(|b| String::from_utf8(b.0.clone()).ok())

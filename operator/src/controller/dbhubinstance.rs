@@ -32,10 +32,19 @@ use crate::crd::{DBHubInstance, DBHubInstanceStatus, Database, DatabasePhase, In
 use crate::dbhub_config::{self, Entry};
 use crate::dsn;
 
+/// How long the controller waits after the last trigger of an instance before reconciling it:
+/// Databases selected by one instance that become Connected one after another (a cold start, a
+/// bulk import) give one new configuration, and one rollout, instead of one per Database. Only
+/// changes that alter what the instance renders trigger it (see [`relevant`]), so a steady
+/// cluster cannot keep postponing a reconcile.
+const DEBOUNCE: Duration = Duration::from_secs(1);
+
 /// Shared state of the DBHubInstance controller.
 pub struct Context {
     client: Client,
     databases: Store<Database>,
+    /// Credentials Secrets, read once per change.
+    secrets: credentials::SecretCache,
     /// Where connections may go (the pods' egress exceptions).
     policy: crate::policy::ConnectionPolicy,
 }
@@ -59,22 +68,29 @@ pub async fn run(
         db.managed_fields_mut().clear();
     })
     .reflect(db_writer)
-    .touched_objects();
+    .filter_map({
+        let seen = std::sync::Mutex::new(std::collections::HashMap::new());
+        move |event| std::future::ready(relevant_change(&seen, event))
+    });
+    let (secret_reader, secret_writer) = reflector::store();
     let secrets = watcher(
         scope.api::<PartialObjectMeta<Secret>>(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
+    .reflect(secret_writer)
     .touched_objects();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    let controller = Controller::new(instances, watcher::Config::default());
+    let controller = Controller::new(instances, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().debounce(DEBOUNCE));
     let inst_store = controller.store();
     let (by_db, by_secret) = (inst_store.clone(), inst_store);
     let dbs_for_secrets = db_reader.clone();
     let ctx = Arc::new(Context {
         client: client.clone(),
         databases: db_reader,
+        secrets: credentials::SecretCache::new(secret_reader),
         policy: config.policy,
     });
     controller
@@ -104,6 +120,47 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// What of a Database an instance's configuration and status depend on: its labels (selection),
+/// spec (the source and its credentials reference), phase (served or left out) and the TLS
+/// mode its last check resolved. The periodic `lastChecked` writes change none of these.
+fn relevant(db: &Database) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    db.metadata.labels.hash(&mut h);
+    serde_json::to_string(&db.spec)
+        .unwrap_or_default()
+        .hash(&mut h);
+    let status = db.status.as_ref();
+    format!(
+        "{:?} {:?}",
+        status.and_then(|s| s.phase),
+        status.and_then(|s| s.effective_ssl_mode)
+    )
+    .hash(&mut h);
+    h.finish()
+}
+
+/// A Database watch event as a trigger: every deletion, and an applied object only when
+/// [`relevant`] changed since the last one seen (`seen` holds the last hash of each).
+fn relevant_change(
+    seen: &std::sync::Mutex<std::collections::HashMap<ObjectRef<Database>, u64>>,
+    event: Result<watcher::Event<Database>, watcher::Error>,
+) -> Option<Result<Database, watcher::Error>> {
+    let mut seen = seen.lock().unwrap();
+    match event {
+        Ok(watcher::Event::Apply(db) | watcher::Event::InitApply(db)) => {
+            let hash = relevant(&db);
+            (seen.insert(ObjectRef::from_obj(&db), hash) != Some(hash)).then_some(Ok(db))
+        }
+        Ok(watcher::Event::Delete(db)) => {
+            seen.remove(&ObjectRef::from_obj(&db));
+            Some(Ok(db))
+        }
+        Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+        Err(e) => Some(Err(e)),
+    }
 }
 
 /// The instances (from the controller's cache) in `db`'s namespace whose selector matches it.
@@ -177,7 +234,7 @@ async fn dsns(
     let mut dsns = BTreeMap::new();
     let mut serving = Vec::new();
     for (db, entry) in sel.serving.drain(..) {
-        let logins = match credentials::resolve(&ctx.client, &db).await {
+        let logins = match ctx.secrets.resolve(&ctx.client, &db).await {
             Ok(l) => l,
             Err(credentials::CredentialsError::Kube(e)) => return Err(Error::Kube(e)),
             Err(e) => {
@@ -211,6 +268,7 @@ async fn reconcile(inst: Arc<DBHubInstance>, ctx: Arc<Context>) -> Result<Action
 async fn reconcile_once(inst: Arc<DBHubInstance>, ctx: Arc<Context>) -> Result<Action> {
     let ns = inst.namespace().ok_or(Error::NoNamespace)?;
     let name = inst.name_any();
+    ctx.secrets.prune();
     let mut sel = select(&ctx, &inst);
     let (dsns, serving) = dsns(&ctx, &inst, &mut sel).await?;
     let pairs: Vec<(&Database, &Entry)> = serving.iter().map(|(d, e)| (d.as_ref(), e)).collect();
@@ -426,4 +484,87 @@ fn next_status(
 fn error_policy(inst: Arc<DBHubInstance>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(instance.name = %inst.name_any(), error = %error, kind = error.metric_label(), "dbhubinstance reconcile failed; retrying");
     Action::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    fn db(labels: serde_json::Value, status: serde_json::Value) -> Database {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
+            "metadata": {"name": "pg", "namespace": "ns", "labels": labels},
+            "spec": {"type": "postgres", "host": "db.example", "database": "app",
+                     "credentialsRef": {"name": "creds"}},
+            "status": status}))
+        .unwrap()
+    }
+
+    fn triggers(
+        seen: &Mutex<HashMap<ObjectRef<Database>, u64>>,
+        e: watcher::Event<Database>,
+    ) -> bool {
+        relevant_change(seen, Ok(e)).is_some()
+    }
+
+    #[test]
+    fn only_changes_an_instance_renders_trigger_it() {
+        let seen = Mutex::new(HashMap::new());
+        let a = json_status("Connected", "2026-12-01T10:00:00Z");
+        let first = db(serde_json::json!({"env": "prod"}), a);
+        assert!(
+            triggers(&seen, watcher::Event::InitApply(first.clone())),
+            "first sight"
+        );
+        assert!(
+            !triggers(&seen, watcher::Event::Apply(first.clone())),
+            "same object again"
+        );
+        let rechecked = db(
+            serde_json::json!({"env": "prod"}),
+            json_status("Connected", "2026-12-01T10:02:30Z"),
+        );
+        assert!(
+            !triggers(&seen, watcher::Event::Apply(rechecked)),
+            "lastChecked only"
+        );
+        let failed = db(
+            serde_json::json!({"env": "prod"}),
+            json_status("Failed", "2026-12-01T10:05:00Z"),
+        );
+        assert!(
+            triggers(&seen, watcher::Event::Apply(failed.clone())),
+            "phase"
+        );
+        let relabelled = db(
+            serde_json::json!({"env": "dev"}),
+            json_status("Failed", "2026-12-01T10:05:00Z"),
+        );
+        assert!(
+            triggers(&seen, watcher::Event::Apply(relabelled.clone())),
+            "labels"
+        );
+        let mut respec = relabelled.clone();
+        respec.spec.port = Some(6543);
+        assert!(
+            triggers(&seen, watcher::Event::Apply(respec.clone())),
+            "spec"
+        );
+        assert!(
+            triggers(&seen, watcher::Event::Delete(respec.clone())),
+            "deletion"
+        );
+        assert!(
+            triggers(&seen, watcher::Event::Apply(respec)),
+            "re-created after deletion"
+        );
+        assert!(relevant_change(&seen, Ok(watcher::Event::Init)).is_none());
+        assert!(relevant_change(&seen, Ok(watcher::Event::InitDone)).is_none());
+    }
+
+    fn json_status(phase: &str, checked: &str) -> serde_json::Value {
+        serde_json::json!({"phase": phase, "lastChecked": checked, "latencyMs": 3})
+    }
 }

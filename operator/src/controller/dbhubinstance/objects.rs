@@ -107,6 +107,9 @@ pub fn service(obj: &DBHubInstance) -> Value {
                     "ports": [{"name": "http", "port": obj.spec.port, "targetPort": "http", "protocol": "TCP"}]}})
 }
 
+/// Startup probes (every 2 s) before a DBHub that has not answered `/healthz` is restarted.
+pub const STARTUP_PROBES: i32 = 150;
+
 /// Deployment `<name>`: DBHub with the config mounted, DSNs and the token from Secrets.
 pub fn deployment(obj: &DBHubInstance, replicas: i32, env_names: &[String], hash: &str) -> Value {
     let name = obj.metadata.name.as_deref().unwrap_or_default();
@@ -118,7 +121,10 @@ pub fn deployment(obj: &DBHubInstance, replicas: i32, env_names: &[String], hash
         .collect();
     env.push(json!({"name": "DBHUB_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": token_secret_name(name), "key": TOKEN_KEY}}}));
     env.push(json!({"name": "DBHUB_ALLOWED_HOSTS", "value": allowed_hosts(name, ns)}));
-    let probe = |delay: i32| json!({"httpGet": {"path": "/healthz", "port": "http"}, "initialDelaySeconds": delay, "periodSeconds": 10});
+    let probe = |period: i32, timeout: i32, failures: i32| {
+        json!({"httpGet": {"path": "/healthz", "port": "http"},
+        "periodSeconds": period, "timeoutSeconds": timeout, "failureThreshold": failures})
+    };
     let pod_labels = labels(name);
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(obj, name),
@@ -146,8 +152,14 @@ pub fn deployment(obj: &DBHubInstance, replicas: i32, env_names: &[String], hash
                         "volumeMounts": [{"name": "config", "mountPath": format!("{CONFIG_DIR}/{CONFIG_KEY}"),
                                           "subPath": CONFIG_KEY, "readOnly": true},
                                          {"name": "tmp", "mountPath": "/tmp"}],
-                        "livenessProbe": probe(10),
-                        "readinessProbe": probe(2),
+                        // Node loads DBHub in ~1 s on an idle core but far slower when many pods
+                        // start at once (50 instances rolling out on a 2-core node took minutes):
+                        // the startup probe gives it up to 5 min, and liveness, which would
+                        // otherwise kill a DBHub still starting and restart it forever, only
+                        // begins once it has answered.
+                        "startupProbe": probe(2, 2, STARTUP_PROBES),
+                        "livenessProbe": probe(10, 3, 3),
+                        "readinessProbe": probe(5, 2, 3),
                         // DBHub exits at once on SIGTERM: give endpoints time to drop the pod first.
                         "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
                         "resources": obj.spec.resources.clone().unwrap_or_default(),
@@ -179,4 +191,34 @@ pub fn network_policy(
         "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": except.0}},
                            {"ipBlock": {"cidr": "::/0", "except": except.1}}]}],
     }})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance() -> DBHubInstance {
+        serde_json::from_value(json!({
+            "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "DBHubInstance",
+            "metadata": {"name": "hub", "namespace": "ns", "uid": "u"},
+            "spec": {"databaseSelector": {"matchLabels": {"a": "b"}}}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_slow_starting_dbhub_is_given_time_before_liveness_can_restart_it() {
+        let d = deployment(&instance(), 1, &[], "h");
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        let startup = &c["startupProbe"];
+        assert_eq!(startup["httpGet"]["path"], "/healthz");
+        let allowed = startup["periodSeconds"].as_i64().unwrap()
+            * startup["failureThreshold"].as_i64().unwrap();
+        assert!(allowed >= 300, "startup allows {allowed} s");
+        for probe in ["livenessProbe", "readinessProbe"] {
+            assert_eq!(c[probe]["httpGet"]["path"], "/healthz");
+            // The startup probe gates both; a delay would only postpone readiness.
+            assert!(c[probe].get("initialDelaySeconds").is_none(), "{probe}");
+            assert!(c[probe]["timeoutSeconds"].as_i64().unwrap() >= 2, "{probe}");
+        }
+    }
 }
