@@ -849,3 +849,52 @@ async fn instance_follows_a_rotated_credentials_secret() {
         .execute(&mut admin)
         .await;
 }
+
+/// A Database relabelled so that its instance no longer selects it leaves that instance's
+/// configuration at once, on a quiet instance (rolled out, nothing else changing) that nothing
+/// else would trigger for its 10-minute requeue.
+#[tokio::test]
+async fn a_database_relabelled_away_leaves_its_instance() {
+    let ns = TestNamespace::new("hubrel").await;
+    let _ctl = start(&ns.name).await;
+    let s = stack();
+    app_secret(&ns.api(), "creds").await;
+    let dbs: Api<Database> = ns.api();
+    for name in ["pg", "pg-two"] {
+        let db: Database = serde_json::from_value(json!({
+            "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
+            "metadata": {"name": name, "labels": {"env": "a"}},
+            "spec": {"type": "postgres", "host": s.get("STACK_PG_HOST"),
+                "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
+                "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
+                "credentialsRef": {"name": "creds"}}}))
+        .unwrap();
+        dbs.create(&PostParams::default(), &db).await.unwrap();
+        wait_phase(&dbs, name, DatabasePhase::Connected, WAIT).await;
+    }
+    instance(
+        &ns,
+        "a",
+        json!({"databaseSelector": {"matchLabels": {"env": "a"}}}),
+    )
+    .await;
+    wait_config(&ns, "a", |c| source_ids(c) == ids(&["pg", "pg_two"])).await;
+    // Quiet: the pod is up and the Deployment's status has stopped changing.
+    let hub = serve_instance(&ns, "a", free_port()).await;
+    wait_status(&ns, "a", |st| {
+        st.phase == Some(InstancePhase::Running) && st.available_replicas == 1
+    })
+    .await;
+    drop(hub);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    dbs.patch(
+        "pg-two",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"env": "b"}}})),
+    )
+    .await
+    .unwrap();
+    wait_config(&ns, "a", |c| source_ids(c) == ids(&["pg"])).await;
+    wait_status(&ns, "a", |st| st.connected_databases == ["pg"]).await;
+}

@@ -68,9 +68,9 @@ pub async fn run(
         db.managed_fields_mut().clear();
     })
     .reflect(db_writer)
-    .filter_map({
-        let seen = std::sync::Mutex::new(std::collections::HashMap::new());
-        move |event| std::future::ready(relevant_change(&seen, event))
+    .flat_map({
+        let seen = Seen::default();
+        move |event| futures::stream::iter(relevant_change(&seen, event))
     });
     let (secret_reader, secret_writer) = reflector::store();
     let secrets = watcher(
@@ -142,24 +142,40 @@ fn relevant(db: &Database) -> u64 {
     h.finish()
 }
 
-/// A Database watch event as a trigger: every deletion, and an applied object only when
-/// [`relevant`] changed since the last one seen (`seen` holds the last hash of each).
+/// The last [`relevant`] hash and labels seen of each Database.
+type Seen = std::sync::Mutex<
+    std::collections::HashMap<ObjectRef<Database>, (u64, Option<BTreeMap<String, String>>)>,
+>;
+
+/// A Database watch event as triggers: every deletion, and an applied object only when
+/// [`relevant`] changed since the last one seen. When its labels changed, the object with its
+/// previous labels comes too, so the instances that selected it before (and must drop it) are
+/// triggered as well as those that select it now.
 fn relevant_change(
-    seen: &std::sync::Mutex<std::collections::HashMap<ObjectRef<Database>, u64>>,
+    seen: &Seen,
     event: Result<watcher::Event<Database>, watcher::Error>,
-) -> Option<Result<Database, watcher::Error>> {
+) -> Vec<Result<Database, watcher::Error>> {
     let mut seen = seen.lock().unwrap();
     match event {
         Ok(watcher::Event::Apply(db) | watcher::Event::InitApply(db)) => {
             let hash = relevant(&db);
-            (seen.insert(ObjectRef::from_obj(&db), hash) != Some(hash)).then_some(Ok(db))
+            let labels = db.metadata.labels.clone();
+            match seen.insert(ObjectRef::from_obj(&db), (hash, labels)) {
+                Some((old, _)) if old == hash => vec![],
+                Some((_, before)) if before != db.metadata.labels => {
+                    let mut was = db.clone();
+                    was.metadata.labels = before;
+                    vec![Ok(db), Ok(was)]
+                }
+                _ => vec![Ok(db)],
+            }
         }
         Ok(watcher::Event::Delete(db)) => {
             seen.remove(&ObjectRef::from_obj(&db));
-            Some(Ok(db))
+            vec![Ok(db)]
         }
-        Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-        Err(e) => Some(Err(e)),
+        Ok(watcher::Event::Init | watcher::Event::InitDone) => vec![],
+        Err(e) => vec![Err(e)],
     }
 }
 
@@ -489,8 +505,6 @@ fn error_policy(inst: Arc<DBHubInstance>, error: &Error, _ctx: Arc<Context>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
 
     fn db(labels: serde_json::Value, status: serde_json::Value) -> Database {
         serde_json::from_value(serde_json::json!({
@@ -502,16 +516,13 @@ mod tests {
         .unwrap()
     }
 
-    fn triggers(
-        seen: &Mutex<HashMap<ObjectRef<Database>, u64>>,
-        e: watcher::Event<Database>,
-    ) -> bool {
-        relevant_change(seen, Ok(e)).is_some()
+    fn triggers(seen: &Seen, e: watcher::Event<Database>) -> bool {
+        !relevant_change(seen, Ok(e)).is_empty()
     }
 
     #[test]
     fn only_changes_an_instance_renders_trigger_it() {
-        let seen = Mutex::new(HashMap::new());
+        let seen = Seen::default();
         let a = json_status("Connected", "2026-12-01T10:00:00Z");
         let first = db(serde_json::json!({"env": "prod"}), a);
         assert!(
@@ -560,8 +571,8 @@ mod tests {
             triggers(&seen, watcher::Event::Apply(respec)),
             "re-created after deletion"
         );
-        assert!(relevant_change(&seen, Ok(watcher::Event::Init)).is_none());
-        assert!(relevant_change(&seen, Ok(watcher::Event::InitDone)).is_none());
+        assert!(relevant_change(&seen, Ok(watcher::Event::Init)).is_empty());
+        assert!(relevant_change(&seen, Ok(watcher::Event::InitDone)).is_empty());
     }
 
     fn json_status(phase: &str, checked: &str) -> serde_json::Value {
