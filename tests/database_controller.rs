@@ -10,17 +10,11 @@ use serde_json::json;
 
 use crate::support::kube::TestNamespace;
 use crate::support::operator::{
-    app_secret, assert_no_leak, checks, database, events_for, secret, start, wait_phase,
+    app_secret, assert_no_leak, checks, database, events_for, pg_spec, secret, start, wait_phase,
 };
 use crate::support::{stack, unique};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn pg_spec(secret: &str) -> serde_json::Value {
-    let s = stack();
-    json!({"type": "postgres", "host": s.get("STACK_PG_HOST"), "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
-           "database": s.get("STACK_DB_NAME"), "sslMode": "disable", "credentialsRef": {"name": secret}})
-}
 
 fn mariadb_spec(ty: &str, secret: &str) -> serde_json::Value {
     let s = stack();

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 
 use crate::support::dbhub::{free_port, serve_instance};
 use crate::support::kube::TestNamespace;
-use crate::support::operator::{app_secret, assert_no_leak, database, secret, start, wait_phase};
+use crate::support::operator::{
+    app_secret, assert_no_leak, database, labelled_database, pg_spec, secret, start, wait_phase,
+};
 use crate::support::{logs, stack, unique};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -31,36 +33,30 @@ async fn three_databases(ns: &TestNamespace) -> std::path::PathBuf {
     let file = dir.join("lite.db");
     std::fs::File::create(&file).unwrap();
     let api: Api<Database> = ns.api();
-    let labelled = |name: &str, labels: Value, spec: Value| {
-        json!({"apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
-               "metadata": {"name": name, "labels": labels}, "spec": spec})
-    };
     let port = |k: &str| s.get(k).parse::<i32>().unwrap();
-    let objs = [
-        labelled(
-            "pg",
-            json!({"env": "prod", "team": "a"}),
-            json!({"type": "postgres", "host": s.get("STACK_PG_HOST"),
-            "port": port("STACK_PG_PORT"), "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
-            "credentialsRef": {"name": "creds"}}),
-        ),
-        labelled(
-            "maria",
-            json!({"env": "prod", "team": "b"}),
-            json!({"type": "mariadb", "host": s.get("STACK_MARIADB_HOST"),
-            "port": port("STACK_MARIADB_PORT"), "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
-            "readonly": false, "credentialsRef": {"name": "creds"}}),
-        ),
-        labelled(
-            "lite",
-            json!({"env": "dev"}),
-            json!({"type": "sqlite", "database": file.to_str().unwrap()}),
-        ),
-    ];
-    for o in objs {
-        let db: Database = serde_json::from_value(o).unwrap();
-        api.create(&PostParams::default(), &db).await.unwrap();
-    }
+    labelled_database(
+        &api,
+        "pg",
+        json!({"env": "prod", "team": "a"}),
+        pg_spec("creds"),
+    )
+    .await;
+    labelled_database(
+        &api,
+        "maria",
+        json!({"env": "prod", "team": "b"}),
+        json!({"type": "mariadb", "host": s.get("STACK_MARIADB_HOST"),
+        "port": port("STACK_MARIADB_PORT"), "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
+        "readonly": false, "credentialsRef": {"name": "creds"}}),
+    )
+    .await;
+    labelled_database(
+        &api,
+        "lite",
+        json!({"env": "dev"}),
+        json!({"type": "sqlite", "database": file.to_str().unwrap()}),
+    )
+    .await;
     for n in ["pg", "maria", "lite"] {
         wait_phase(&api, n, DatabasePhase::Connected, WAIT).await;
     }
@@ -779,7 +775,6 @@ async fn instance_follows_a_rotated_credentials_secret() {
     use sqlx::Connection;
     let ns = TestNamespace::new("hubrot").await;
     let _ctl = start(&ns.name).await;
-    let s = stack();
     let role = format!("rot_{}", unique("r").replace('-', "_"));
     let (old, new) = ("OldPassw0rd1", "NewPassw0rd2");
     let mut admin = sqlx::PgConnection::connect(&crate::support::pg_admin_db_url())
@@ -794,15 +789,7 @@ async fn instance_follows_a_rotated_credentials_secret() {
     .unwrap();
     secret(&ns.api(), "rot", &role, old).await;
     let dbs: Api<Database> = ns.api();
-    let db: Database = serde_json::from_value(json!({
-        "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
-        "metadata": {"name": "pg", "labels": {"env": "prod"}},
-        "spec": {"type": "postgres", "host": s.get("STACK_PG_HOST"),
-            "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
-            "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
-            "credentialsRef": {"name": "rot"}}}))
-    .unwrap();
-    dbs.create(&PostParams::default(), &db).await.unwrap();
+    labelled_database(&dbs, "pg", json!({"env": "prod"}), pg_spec("rot")).await;
     wait_phase(&dbs, "pg", DatabasePhase::Connected, WAIT).await;
     instance(
         &ns,
@@ -857,19 +844,10 @@ async fn instance_follows_a_rotated_credentials_secret() {
 async fn a_database_relabelled_away_leaves_its_instance() {
     let ns = TestNamespace::new("hubrel").await;
     let _ctl = start(&ns.name).await;
-    let s = stack();
     app_secret(&ns.api(), "creds").await;
     let dbs: Api<Database> = ns.api();
     for name in ["pg", "pg-two"] {
-        let db: Database = serde_json::from_value(json!({
-            "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
-            "metadata": {"name": name, "labels": {"env": "a"}},
-            "spec": {"type": "postgres", "host": s.get("STACK_PG_HOST"),
-                "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
-                "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
-                "credentialsRef": {"name": "creds"}}}))
-        .unwrap();
-        dbs.create(&PostParams::default(), &db).await.unwrap();
+        labelled_database(&dbs, name, json!({"env": "a"}), pg_spec("creds")).await;
         wait_phase(&dbs, name, DatabasePhase::Connected, WAIT).await;
     }
     instance(

@@ -29,6 +29,7 @@ use dbhub_operator::crd::InstancePhase;
 use crate::stats::rss_mib;
 use crate::support::dbhub::{free_port, serve_instance};
 use crate::support::kube::TestNamespace;
+use crate::support::operator::{labelled_database, pg_spec};
 use crate::support::stack;
 
 const DATABASES: usize = 2000;
@@ -234,18 +235,11 @@ pub async fn run() {
     stream::iter(0..DATABASES)
         .for_each_concurrent(16, |i| {
             let dbs = dbs.clone();
-            let s = stack();
             async move {
-                let db: Database = serde_json::from_value(json!({
-                    "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
-                    "metadata": {"name": format!("db-{i}"), "labels": {"group": format!("g{}", i % INSTANCES)}},
-                    "spec": {"type": "postgres", "host": s.get("STACK_PG_HOST"),
-                        "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
-                        "database": s.get("STACK_DB_NAME"), "sslMode": "disable",
-                        "healthCheckInterval": INTERVAL,
-                        "credentialsRef": {"name": "creds"}}}))
-                .unwrap();
-                dbs.create(&PostParams::default(), &db).await.unwrap();
+                let mut spec = pg_spec("creds");
+                spec["healthCheckInterval"] = json!(INTERVAL);
+                let labels = json!({"group": format!("g{}", i % INSTANCES)});
+                labelled_database(&dbs, &format!("db-{i}"), labels, spec).await;
             }
         })
         .await;

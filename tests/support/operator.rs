@@ -70,11 +70,30 @@ pub async fn app_secret(api: &Api<Secret>, name: &str) {
     secret(api, name, s.get("STACK_DB_USER"), s.hostile_password()).await;
 }
 
+/// A Database spec for the stack's PostgreSQL (on the bridge address pods reach too) with the
+/// credentials in Secret `secret`.
+pub fn pg_spec(secret: &str) -> serde_json::Value {
+    let s = super::stack();
+    serde_json::json!({"type": "postgres", "host": s.get("STACK_PG_HOST"),
+        "port": s.get("STACK_PG_PORT").parse::<i32>().unwrap(),
+        "database": s.get("STACK_DB_NAME"), "sslMode": "disable", "credentialsRef": {"name": secret}})
+}
+
 /// Creates a Database from a spec.
 pub async fn database(api: &Api<Database>, name: &str, spec: serde_json::Value) -> Database {
+    labelled_database(api, name, serde_json::json!({}), spec).await
+}
+
+/// Creates a Database with `labels` from a spec.
+pub async fn labelled_database(
+    api: &Api<Database>,
+    name: &str,
+    labels: serde_json::Value,
+    spec: serde_json::Value,
+) -> Database {
     let db: Database = serde_json::from_value(serde_json::json!({
         "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
-        "metadata": {"name": name}, "spec": spec
+        "metadata": {"name": name, "labels": labels}, "spec": spec
     }))
     .unwrap();
     api.create(&PostParams::default(), &db)

@@ -154,28 +154,24 @@ impl SecretCache {
         namespace: &str,
         name: &str,
         version: &str,
-    ) -> Result<Option<(BTreeMap<String, ByteString>, Option<String>)>, kube::Error> {
+    ) -> Result<Option<SecretData>, kube::Error> {
         let key = (namespace.to_string(), name.to_string());
         if let Some(c) = self.data.lock().unwrap().get(&key)
             && c.version == version
         {
             return Ok(Some((c.data.clone(), Some(c.version.clone()))));
         }
-        let Some(secret) = api.get_opt(name).await? else {
-            return Ok(None);
-        };
-        let version = secret.resource_version();
-        let data = secret.data.unwrap_or_default();
-        if let Some(v) = &version {
+        let read = read(api, name).await?;
+        if let Some((data, Some(version))) = &read {
             self.data.lock().unwrap().insert(
                 key,
                 Cached {
-                    version: v.clone(),
+                    version: version.clone(),
                     data: data.clone(),
                 },
             );
         }
-        Ok(Some((data, version)))
+        Ok(read)
     }
 
     /// Forgets Secrets the metadata cache no longer holds (deleted ones).
@@ -185,6 +181,17 @@ impl SecretCache {
             .unwrap()
             .retain(|(ns, name), _| self.meta.get(&ObjectRef::new(name).within(ns)).is_some());
     }
+}
+
+/// A Secret's data and the `resourceVersion` it was read at.
+type SecretData = (BTreeMap<String, ByteString>, Option<String>);
+
+/// Reads Secret `name` from the API; `None` when there is none.
+async fn read(api: &Api<Secret>, name: &str) -> Result<Option<SecretData>, kube::Error> {
+    Ok(api.get_opt(name).await?.map(|s| {
+        let version = s.resource_version();
+        (s.data.unwrap_or_default(), version)
+    }))
 }
 
 async fn resolve_with(
@@ -205,40 +212,33 @@ async fn resolve_with(
         namespace: namespace.clone(),
         name: name.clone(),
     };
-    let refused = || CredentialsError::NotPermitted {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        from: own_ns.clone(),
-    };
     let cross = namespace != own_ns;
+    // The metadata cache's view of the Secret, if it holds it.
     let cached = cache.and_then(|c| Some((c, c.meta(&namespace, &name)?)));
-    let (data, version) = match cached {
-        Some((cache, (annotation, version))) => {
-            if cross && !allows(annotation.as_deref(), &own_ns) {
-                return Err(refused());
-            }
-            cache
-                .data(&api, &namespace, &name, &version)
+    if cross {
+        let annotation = match &cached {
+            Some((_, (annotation, _))) => annotation.clone(),
+            None => api
+                .get_metadata_opt(&name)
                 .await?
                 .ok_or_else(not_found)?
+                .annotations()
+                .get(ALLOWED_NAMESPACES)
+                .cloned(),
+        };
+        if !allows(annotation.as_deref(), &own_ns) {
+            return Err(CredentialsError::NotPermitted {
+                namespace,
+                name,
+                from: own_ns,
+            });
         }
-        None => {
-            if cross {
-                let meta = api.get_metadata_opt(&name).await?.ok_or_else(not_found)?;
-                if !allows(
-                    meta.annotations()
-                        .get(ALLOWED_NAMESPACES)
-                        .map(String::as_str),
-                    &own_ns,
-                ) {
-                    return Err(refused());
-                }
-            }
-            let secret = api.get_opt(&name).await?.ok_or_else(not_found)?;
-            let version = secret.resource_version();
-            (secret.data.unwrap_or_default(), version)
-        }
-    };
+    }
+    let (data, version) = match &cached {
+        Some((cache, (_, version))) => cache.data(&api, &namespace, &name, version).await?,
+        None => read(&api, &name).await?,
+    }
+    .ok_or_else(not_found)?;
     let value = |key: &str| {
         data.get(key)
             .and_then(|b| String::from_utf8(b.0.clone()).ok())

@@ -506,13 +506,14 @@ fn error_policy(inst: Arc<DBHubInstance>, error: &Error, _ctx: Arc<Context>) -> 
 mod tests {
     use super::*;
 
-    fn db(labels: serde_json::Value, status: serde_json::Value) -> Database {
+    /// Database `ns/pg` labelled `env`, in `phase`, last checked at `checked`.
+    fn db(env: &str, phase: &str, checked: &str) -> Database {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
-            "metadata": {"name": "pg", "namespace": "ns", "labels": labels},
+            "metadata": {"name": "pg", "namespace": "ns", "labels": {"env": env}},
             "spec": {"type": "postgres", "host": "db.example", "database": "app",
                      "credentialsRef": {"name": "creds"}},
-            "status": status}))
+            "status": {"phase": phase, "lastChecked": checked, "latencyMs": 3}}))
         .unwrap()
     }
 
@@ -522,60 +523,32 @@ mod tests {
 
     #[test]
     fn only_changes_an_instance_renders_trigger_it() {
+        use watcher::Event::{Apply, Delete, InitApply};
         let seen = Seen::default();
-        let a = json_status("Connected", "2026-12-01T10:00:00Z");
-        let first = db(serde_json::json!({"env": "prod"}), a);
-        assert!(
-            triggers(&seen, watcher::Event::InitApply(first.clone())),
-            "first sight"
+        let first = db("prod", "Connected", "2026-12-01T10:00:00Z");
+        assert!(triggers(&seen, InitApply(first.clone())), "first sight");
+        assert!(!triggers(&seen, Apply(first)), "same object again");
+        let rechecked = db("prod", "Connected", "2026-12-01T10:02:30Z");
+        assert!(!triggers(&seen, Apply(rechecked)), "lastChecked only");
+        let failed = db("prod", "Failed", "2026-12-01T10:05:00Z");
+        assert!(triggers(&seen, Apply(failed)), "phase");
+        let relabelled = db("dev", "Failed", "2026-12-01T10:05:00Z");
+        let both = relevant_change(&seen, Ok(Apply(relabelled.clone())));
+        let labels: Vec<_> = both
+            .iter()
+            .map(|d| d.as_ref().unwrap().metadata.labels.clone().unwrap()["env"].clone())
+            .collect();
+        assert_eq!(
+            labels,
+            ["dev", "prod"],
+            "labels: now and before (for the instance that drops it)"
         );
-        assert!(
-            !triggers(&seen, watcher::Event::Apply(first.clone())),
-            "same object again"
-        );
-        let rechecked = db(
-            serde_json::json!({"env": "prod"}),
-            json_status("Connected", "2026-12-01T10:02:30Z"),
-        );
-        assert!(
-            !triggers(&seen, watcher::Event::Apply(rechecked)),
-            "lastChecked only"
-        );
-        let failed = db(
-            serde_json::json!({"env": "prod"}),
-            json_status("Failed", "2026-12-01T10:05:00Z"),
-        );
-        assert!(
-            triggers(&seen, watcher::Event::Apply(failed.clone())),
-            "phase"
-        );
-        let relabelled = db(
-            serde_json::json!({"env": "dev"}),
-            json_status("Failed", "2026-12-01T10:05:00Z"),
-        );
-        assert!(
-            triggers(&seen, watcher::Event::Apply(relabelled.clone())),
-            "labels"
-        );
-        let mut respec = relabelled.clone();
+        let mut respec = relabelled;
         respec.spec.port = Some(6543);
-        assert!(
-            triggers(&seen, watcher::Event::Apply(respec.clone())),
-            "spec"
-        );
-        assert!(
-            triggers(&seen, watcher::Event::Delete(respec.clone())),
-            "deletion"
-        );
-        assert!(
-            triggers(&seen, watcher::Event::Apply(respec)),
-            "re-created after deletion"
-        );
+        assert!(triggers(&seen, Apply(respec.clone())), "spec");
+        assert!(triggers(&seen, Delete(respec.clone())), "deletion");
+        assert!(triggers(&seen, Apply(respec)), "re-created after deletion");
         assert!(relevant_change(&seen, Ok(watcher::Event::Init)).is_empty());
         assert!(relevant_change(&seen, Ok(watcher::Event::InitDone)).is_empty());
-    }
-
-    fn json_status(phase: &str, checked: &str) -> serde_json::Value {
-        serde_json::json!({"phase": phase, "lastChecked": checked, "latencyMs": 3})
     }
 }
