@@ -157,20 +157,6 @@ where
     }
 }
 
-/// Instances whose status says Running with at least one available replica (a Ready pod of
-/// the current or the previous configuration).
-async fn running(insts: &Api<DBHubInstance>) -> usize {
-    list(insts)
-        .await
-        .iter()
-        .filter(|i| {
-            i.status.as_ref().is_some_and(|s| {
-                s.phase == Some(InstancePhase::Running) && s.available_replicas >= 1
-            })
-        })
-        .count()
-}
-
 /// Forwards to instance `i`'s Service once its rollout is complete and runs `SELECT 1` on one
 /// of its sources over MCP; true when DBHub answered.
 async fn answers(ns: &TestNamespace, i: usize) -> bool {
@@ -191,9 +177,10 @@ async fn answers(ns: &TestNamespace, i: usize) -> bool {
     session.execute_sql(tool, "SELECT 1").await.is_ok()
 }
 
-/// Connected Databases, instances serving all of theirs, and Databases not Connected that
-/// were Connected at some point (Degraded/Failed) or never were (Pending/Failed).
-async fn progress(dbs: &Api<Database>, insts: &Api<DBHubInstance>) -> (usize, usize, usize) {
+/// Connected Databases, instances whose configuration holds all of theirs, instances Running
+/// with at least one available replica (a Ready pod of the current or the previous
+/// configuration), and Failed Databases.
+async fn progress(dbs: &Api<Database>, insts: &Api<DBHubInstance>) -> (usize, usize, usize, usize) {
     let all = list(dbs).await;
     let connected = all
         .iter()
@@ -203,16 +190,20 @@ async fn progress(dbs: &Api<Database>, insts: &Api<DBHubInstance>) -> (usize, us
         .iter()
         .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DatabasePhase::Failed))
         .count();
-    let served = list(insts)
+    let statuses: Vec<_> = list(insts)
         .await
+        .into_iter()
+        .filter_map(|i| i.status)
+        .collect();
+    let served = statuses
         .iter()
-        .filter(|i| {
-            i.status
-                .as_ref()
-                .is_some_and(|s| s.connected_databases.len() == DATABASES / INSTANCES)
-        })
+        .filter(|s| s.connected_databases.len() == DATABASES / INSTANCES)
         .count();
-    (connected, served, failed)
+    let running = statuses
+        .iter()
+        .filter(|s| s.phase == Some(InstancePhase::Running) && s.available_replicas >= 1)
+        .count();
+    (connected, served, running, failed)
 }
 
 pub async fn run() {
@@ -255,7 +246,7 @@ pub async fn run() {
     let (mut all_connected, mut all_served, mut all_running) = (None, None, None);
     let mut failed_seen = 0;
     while all_running.is_none() && started.elapsed() < Duration::from_secs(600) {
-        let (connected, served, failed) = progress(&dbs, &insts).await;
+        let (connected, served, running, failed) = progress(&dbs, &insts).await;
         failed_seen = failed_seen.max(failed);
         if connected == DATABASES && all_connected.is_none() {
             all_connected = Some(started.elapsed());
@@ -263,7 +254,7 @@ pub async fn run() {
         if all_connected.is_some() && served == INSTANCES && all_served.is_none() {
             all_served = Some(started.elapsed());
         }
-        if all_served.is_some() && running(&insts).await == INSTANCES {
+        if all_served.is_some() && running == INSTANCES {
             all_running = Some(started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -353,7 +344,7 @@ pub async fn run() {
     peak.store(0, Ordering::Relaxed);
     let op = Operator::start(&ns.name).await;
     tokio::time::sleep(AFTER_RESTART).await;
-    let (connected, served, failed) = progress(&dbs, &insts).await;
+    let (connected, served, _, failed) = progress(&dbs, &insts).await;
     println!(
         "restart (SIGKILL, then a new process): checks in the first {} s {}; peak connections {}; Connected {connected}, instances serving {served}, Failed {failed}; RSS {:.1} MiB",
         AFTER_RESTART.as_secs(),
