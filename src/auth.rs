@@ -34,6 +34,9 @@ pub struct Claims {
     /// Issued at (seconds since the epoch), when the token says.
     #[serde(default)]
     pub iat: Option<i64>,
+    /// Expiry (seconds since the epoch; required, checked by the validation).
+    #[serde(default)]
+    pub exp: Option<f64>,
 }
 
 enum Keys {
@@ -57,6 +60,64 @@ pub struct Verifier {
     keys: Keys,
     issuers: Vec<String>,
     audience: Option<String>,
+    verified: Verified,
+}
+
+/// Tokens verified in the last [`VERIFIED_FOR`]: a client sends the same bearer token with
+/// every request, so its signature and claims are checked once per that time rather than on
+/// each request. A hit is the exact token text; it never outlives the token's expiry (plus the
+/// validation's leeway), and a token whose key leaves the JWKS keeps working for at most
+/// [`VERIFIED_FOR`] after its last check. Bounded by [`VERIFIED_MAX`].
+#[derive(Default)]
+struct Verified(std::sync::Mutex<HashMap<String, VerifiedToken>>);
+
+struct VerifiedToken {
+    claims: Claims,
+    /// Seconds since the epoch after which the token is expired (expiry + leeway).
+    until: u64,
+    checked: Instant,
+}
+
+/// How long a verified token is taken as verified without checking it again.
+const VERIFIED_FOR: Duration = Duration::from_secs(30);
+/// Tokens remembered at most (beyond it the expired ones go, then all).
+const VERIFIED_MAX: usize = 4096;
+
+impl Verified {
+    fn get(&self, token: &str, now: u64) -> Option<Claims> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(token)
+            .filter(|v| now <= v.until && v.checked.elapsed() < VERIFIED_FOR)
+            .map(|v| v.claims.clone())
+    }
+
+    fn put(&self, token: &str, claims: &Claims, leeway: u64, now: u64) {
+        let Some(exp) = claims.exp.filter(|e| e.is_finite() && *e >= 0.0) else {
+            return;
+        };
+        let until = (exp as u64).saturating_add(leeway);
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= VERIFIED_MAX {
+            map.retain(|_, v| now <= v.until && v.checked.elapsed() < VERIFIED_FOR);
+            if map.len() >= VERIFIED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(
+            token.to_string(),
+            VerifiedToken {
+                claims: claims.clone(),
+                until,
+                checked: Instant::now(),
+            },
+        );
+    }
 }
 
 /// A refresh of the JWKS happens at most this often (unknown `kid`s cannot force more).
@@ -121,11 +182,16 @@ impl Verifier {
             keys,
             issuers,
             audience,
+            verified: Verified::default(),
         })
     }
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
+        }
         let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         if header.alg != self.alg {
             return Err(AuthError::Invalid(format!(
@@ -147,10 +213,13 @@ impl Verifier {
             .map(|d| d.claims)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         // A token issued in the future (beyond the leeway) is as suspect as an expired one.
-        let now = jsonwebtoken::get_current_timestamp() as i64;
-        if claims.iat.is_some_and(|iat| iat > now + v.leeway as i64) {
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now as i64 + v.leeway as i64)
+        {
             return Err(AuthError::Invalid("token issued in the future".into()));
         }
+        self.verified.put(token, &claims, v.leeway, now);
         Ok(claims)
     }
 
@@ -204,4 +273,73 @@ pub fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
         return Err(AuthError::Missing);
     }
     Ok(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
+
+    fn verifier() -> Verifier {
+        Verifier::from_args(&AuthArgs {
+            jwt_issuers: "https://issuer.test".into(),
+            jwt_audience: String::new(),
+            jwt_jwks_url: String::new(),
+            jwt_rs256_pem: String::new(),
+            jwt_hs256_secret: SECRET.into(),
+        })
+        .unwrap()
+    }
+
+    fn token(exp: u64) -> String {
+        let claims = serde_json::json!({"sub": "u1", "iss": "https://issuer.test", "exp": exp});
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_only_until_it_expires_and_only_as_sent() {
+        let v = verifier();
+        let now = jsonwebtoken::get_current_timestamp();
+        let t = token(now + 120);
+        assert_eq!(v.verify(&t).await.unwrap().sub, "u1");
+        assert!(
+            v.verified.get(&t, now).is_some(),
+            "a verified token is remembered"
+        );
+        // Past its expiry plus the leeway the remembered verdict no longer counts.
+        assert!(v.verified.get(&t, now + 120 + 61).is_none());
+        // Another text (one byte of the signature changed) is not a hit, and is refused.
+        let mut forged = t.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(v.verified.get(&forged, now).is_none());
+        assert!(v.verify(&forged).await.is_err());
+        // An expired token is refused and not remembered.
+        let old = token(now - 3600);
+        assert!(v.verify(&old).await.is_err());
+        assert!(v.verified.get(&old, now).is_none());
+    }
+
+    #[test]
+    fn the_remembered_tokens_are_bounded() {
+        let v = Verified::default();
+        let claims = Claims {
+            sub: "u".into(),
+            iss: "i".into(),
+            iat: None,
+            exp: Some(2e9),
+        };
+        for n in 0..VERIFIED_MAX + 10 {
+            v.put(&format!("t{n}"), &claims, 60, 1);
+        }
+        assert!(v.0.lock().unwrap().len() <= VERIFIED_MAX);
+        assert!(v.get(&format!("t{}", VERIFIED_MAX + 9), 1).is_some());
+    }
 }

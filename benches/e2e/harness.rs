@@ -47,7 +47,15 @@ impl Service {
         let ns = TestNamespace::new("bench").await;
         let (port, dbhub_port) = (free_port(), free_port());
         let spawned = Instant::now();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"));
+        // `BENCH_SERVICE_<NAME>=v` in the bench's environment sets `<NAME>=v` for the service
+        // alone (e.g. `BENCH_SERVICE_TOKIO_WORKER_THREADS=1`), to compare settings.
+        for (k, v) in std::env::vars() {
+            if let Some(name) = k.strip_prefix("BENCH_SERVICE_") {
+                cmd.env(name, v);
+            }
+        }
+        let child = cmd
             .args(["--log-format", "json", "--log", "warn", "serve"])
             .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
             .env("AETHER_DBHUB_NEO4J_URI", stack().get("NEO4J_URI"))

@@ -77,9 +77,14 @@ struct Target {
 }
 
 struct Cached {
-    key: String,
+    /// What the session was opened for: the endpoint and the served Databases (sorted).
+    endpoint: String,
+    served: Vec<String>,
     session: Session,
     tools: Vec<String>,
+    /// [`tools_for`] per Database, worked out once per session (it depends on the served
+    /// Databases and DBHub's tools alone, both fixed for a session).
+    resolved: std::sync::Mutex<HashMap<String, Option<Tools>>>,
     /// For unsuffixed tools: DBHub confirmed (`source_id` of a `SELECT 1`) that its one source
     /// is this Database, not one of a configuration it has not reloaded yet.
     verified: AtomicBool,
@@ -122,6 +127,21 @@ pub fn tools_for(cr: &str, served: &[String], tools: &[String]) -> Option<Tools>
     })
 }
 
+impl Cached {
+    fn tools_for(&self, cr: &str) -> Option<Tools> {
+        let mut resolved = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = resolved.get(cr) {
+            return t.clone();
+        }
+        let t = tools_for(cr, &self.served, &self.tools);
+        resolved.insert(cr.to_string(), t.clone());
+        t
+    }
+}
+
 fn loading() -> HubError {
     HubError::NotServed("DBHub is loading its new configuration; retry shortly.".into())
 }
@@ -143,25 +163,31 @@ impl<D: Directory> Hubs<D> {
     }
 
     async fn target(&self, instance: &str, cr: &str) -> Result<Target, HubError> {
-        let Placement { endpoint, served } = self.directory.placement(instance).await?;
+        let Placement {
+            endpoint,
+            mut served,
+        } = self.directory.placement(instance).await?;
         if !served.iter().any(|n| n == cr) {
             return Err(HubError::NotServed(
                 "DBHub does not serve this database yet (it is added after its connection check passes); retry shortly."
                     .into(),
             ));
         }
-        let mut sorted = served.clone();
-        sorted.sort();
-        let key = format!("{endpoint}|{}", sorted.join(","));
+        if !served.is_sorted() {
+            served.sort();
+        }
         let cached = {
             let sessions = self.sessions.lock().await;
-            sessions.get(instance).filter(|c| c.key == key).cloned()
+            sessions
+                .get(instance)
+                .filter(|c| c.endpoint == endpoint && c.served == served)
+                .cloned()
         };
         let cached = match cached {
             Some(c) => c,
-            None => self.open(instance, &endpoint, key).await?,
+            None => self.open(instance, endpoint, served).await?,
         };
-        let Some(tools) = tools_for(cr, &served, &cached.tools) else {
+        let Some(tools) = cached.tools_for(cr) else {
             self.forget(instance).await;
             return Err(loading());
         };
@@ -189,16 +215,18 @@ impl<D: Directory> Hubs<D> {
     async fn open(
         &self,
         instance: &str,
-        endpoint: &str,
-        key: String,
+        endpoint: String,
+        served: Vec<String>,
     ) -> Result<Arc<Cached>, HubError> {
         let token = self.directory.token(instance).await?;
-        let session = Session::connect(endpoint, &token, self.timeout).await?;
+        let session = Session::connect(&endpoint, &token, self.timeout).await?;
         let tools = session.tool_names().await?;
         let fresh = Arc::new(Cached {
-            key,
+            endpoint,
+            served,
             session,
             tools,
+            resolved: Default::default(),
             verified: Default::default(),
         });
         self.sessions

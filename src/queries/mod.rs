@@ -23,7 +23,7 @@ use crate::mcp::McpError;
 use crate::mcp::hub::{HubError, Hubs, Source};
 use crate::model::{Caller, Database, Error, Execution, FieldError, Permission, Result};
 use crate::registry::Registry;
-use crate::sql::{Limits, Verdict, classify};
+use crate::sql::{Limits, Verdict};
 use crate::storage::Store;
 
 /// The DBHub sessions of the service.
@@ -80,7 +80,7 @@ pub struct Queries {
     recorder: recorder::Recorder,
     registry: Arc<Registry>,
     hubs: Arc<DbHubs>,
-    limits: Limits,
+    verdicts: crate::sql::Verdicts,
 }
 
 /// Checks the body: the SQL, no bind parameters, the row limit.
@@ -181,7 +181,7 @@ impl Queries {
             store,
             registry,
             hubs,
-            limits,
+            verdicts: crate::sql::Verdicts::new(limits),
         }
     }
 
@@ -278,7 +278,9 @@ impl Queries {
         sql: &str,
         mode: Option<Source>,
     ) -> Result<Route> {
-        let verdict = classify(sql, db.settings.engine, &self.limits)
+        let verdict = self
+            .verdicts
+            .classify(sql, db.settings.engine)
             .await
             .map_err(|e| Error::Invalid(vec![FieldError::new("query", e.to_string())]))?;
         let (writes, why, read_form) = match verdict {

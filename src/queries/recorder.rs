@@ -24,28 +24,25 @@ const LINGER: Duration = Duration::from_millis(250);
 /// How long a flush waits for the writer.
 const FLUSH_WAIT: Duration = Duration::from_secs(10);
 
-enum Msg {
-    Run(Box<Execution>),
-    Flush(oneshot::Sender<()>),
-}
-
 /// The sending side; the writer task runs until every sender is gone.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Msg>,
+    runs: mpsc::Sender<Box<Execution>>,
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 impl Recorder {
     /// Starts the writer over `store`.
     pub fn start(store: Store) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write(store, rx));
-        Self { tx }
+        let (runs, runs_rx) = mpsc::channel(QUEUE);
+        let (flushes, flushes_rx) = mpsc::channel(64);
+        tokio::spawn(write(store, runs_rx, flushes_rx));
+        Self { runs, flushes }
     }
 
     /// Queues `run`; never waits (a full queue drops it, counted).
     pub fn submit(&self, run: Execution) {
-        if let Err(e) = self.tx.try_send(Msg::Run(Box::new(run))) {
+        if let Err(e) = self.runs.try_send(Box::new(run)) {
             crate::metrics::history("dropped_full", 1);
             if let mpsc::error::TrySendError::Full(_) = e {
                 tracing::warn!(
@@ -59,45 +56,68 @@ impl Recorder {
     /// Waits until everything queued before this call is written (or [`FLUSH_WAIT`] passed).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        let sent = tokio::time::timeout(FLUSH_WAIT, self.tx.send(Msg::Flush(done))).await;
+        let sent = tokio::time::timeout(FLUSH_WAIT, self.flushes.send(done)).await;
         if matches!(sent, Ok(Ok(()))) {
             let _ = tokio::time::timeout(FLUSH_WAIT, wait).await;
         }
     }
 }
 
-async fn write(store: Store, mut rx: mpsc::Receiver<Msg>) {
-    while let Some(first) = rx.recv().await {
-        let (mut runs, mut waiting) = (Vec::new(), Vec::new());
-        let until = tokio::time::Instant::now() + LINGER;
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match m {
-                Msg::Run(r) => runs.push(*r),
-                Msg::Flush(w) => waiting.push(w),
-            }
-            // A flush is answered now; otherwise gather until the batch is full or LINGER ends.
-            if runs.len() < BATCH && waiting.is_empty() {
-                next = tokio::time::timeout_at(until, rx.recv())
-                    .await
-                    .ok()
-                    .flatten();
-            } else if runs.len() < BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !runs.is_empty() {
-            let n = runs.len() as u64;
-            match store.record_executions(&runs).await {
-                Ok(_) => crate::metrics::history("written", n),
-                Err(e) => {
-                    crate::metrics::history("dropped_failed", n);
-                    tracing::warn!(error = %e, runs = n, "could not record query history");
+/// The writer. It is woken once per batch, not once per run: after the first run of a batch it
+/// sleeps until [`LINGER`] has passed (or a flush comes), then takes everything queued, so a
+/// query does not wake a second thread to hand over its history entry.
+async fn write(
+    store: Store,
+    mut runs: mpsc::Receiver<Box<Execution>>,
+    mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+) {
+    let mut waiting = Vec::new();
+    loop {
+        let mut batch = Vec::new();
+        tokio::select! {
+            biased;
+            Some(w) = flushes.recv() => waiting.push(w),
+            first = runs.recv() => match first {
+                Some(r) => {
+                    batch.push(*r);
+                    let linger = tokio::time::sleep(LINGER);
+                    tokio::select! {
+                        () = linger => {}
+                        Some(w) = flushes.recv() => waiting.push(w),
+                    }
                 }
-            }
+                None => break,
+            },
         }
-        for w in waiting {
+        while let Ok(w) = flushes.try_recv() {
+            waiting.push(w);
+        }
+        // Everything queued now, including whatever was queued before the flushes came.
+        while batch.len() < QUEUE
+            && let Ok(r) = runs.try_recv()
+        {
+            batch.push(*r);
+        }
+        for chunk in batch.chunks(BATCH) {
+            record(&store, chunk).await;
+        }
+        for w in waiting.drain(..) {
             let _ = w.send(());
+        }
+    }
+    // Every sender is gone (shutdown): what is left was drained above.
+    for w in waiting {
+        let _ = w.send(());
+    }
+}
+
+async fn record(store: &Store, runs: &[Execution]) {
+    let n = runs.len() as u64;
+    match store.record_executions(runs).await {
+        Ok(_) => crate::metrics::history("written", n),
+        Err(e) => {
+            crate::metrics::history("dropped_failed", n);
+            tracing::warn!(error = %e, runs = n, "could not record query history");
         }
     }
 }

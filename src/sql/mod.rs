@@ -162,6 +162,66 @@ pub async fn classify(
     Ok(on_deep_stack(move || classify_tokens(tokens, engine, &owned)).await)
 }
 
+/// Verdicts of statements classified before, by engine and exact text: a console, a dashboard
+/// or a saved query sends the same SQL again and again, and its verdict cannot change (it
+/// depends on the text, the engine's dialect and the limits alone). Only short statements are
+/// kept ([`Verdicts::MAX_SQL`] bytes), at most [`Verdicts::MAX`] (then it starts over).
+pub struct Verdicts {
+    limits: Limits,
+    known: std::sync::Mutex<Known>,
+}
+
+#[derive(Default)]
+struct Known {
+    by_engine: std::collections::HashMap<DatabaseType, std::collections::HashMap<String, Verdict>>,
+    len: usize,
+}
+
+impl Verdicts {
+    /// Longest statement remembered, in bytes.
+    pub const MAX_SQL: usize = 2048;
+    /// Verdicts remembered at most.
+    pub const MAX: usize = 2048;
+
+    /// An empty cache classifying within `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            known: Default::default(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// [`classify`], answered from the cache when `sql` was classified for `engine` before.
+    /// What could not be parsed is not kept (it may have failed for want of a thread).
+    pub async fn classify(&self, sql: &str, engine: DatabaseType) -> Result<Verdict, TooLarge> {
+        let short = sql.len() <= Self::MAX_SQL;
+        if short && let Some(v) = self.known().by_engine.get(&engine).and_then(|m| m.get(sql)) {
+            return Ok(v.clone());
+        }
+        let verdict = classify(sql, engine, &self.limits).await?;
+        if short && !matches!(verdict, Verdict::Unparseable(_)) {
+            let mut known = self.known();
+            if known.len >= Self::MAX {
+                *known = Known::default();
+            }
+            let fresh = known
+                .by_engine
+                .entry(engine)
+                .or_default()
+                .insert(sql.to_string(), verdict.clone())
+                .is_none();
+            known.len += usize::from(fresh);
+        }
+        Ok(verdict)
+    }
+}
+
 /// Runs `f` on a fresh thread with [`DEEP_STACK`] (everything it builds is dropped there too);
 /// a panic inside counts as "could not be classified".
 async fn on_deep_stack(f: impl FnOnce() -> Verdict + Send + 'static) -> Verdict {
@@ -345,6 +405,40 @@ fn first_words(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn remembered_verdicts_are_the_classifiers_and_bounded() {
+        let v = Verdicts::new(Limits::default());
+        let pg = DatabaseType::Postgres;
+        for sql in [
+            "SELECT 1",
+            "DELETE FROM t",
+            "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone",
+            "COPY t TO PROGRAM 'x'",
+        ] {
+            let fresh = classify(sql, pg, &Limits::default()).await.unwrap();
+            assert_eq!(v.classify(sql, pg).await.unwrap(), fresh, "{sql}");
+            assert_eq!(
+                v.classify(sql, pg).await.unwrap(),
+                fresh,
+                "{sql} (remembered)"
+            );
+        }
+        // The same text for another engine is classified for that engine.
+        let backticks = "SELECT `a` FROM t";
+        let mysql = v.classify(backticks, DatabaseType::Mysql).await.unwrap();
+        let postgres = v.classify(backticks, pg).await.unwrap();
+        assert!(matches!(mysql, Verdict::ReadOnly { .. }), "{mysql:?}");
+        assert!(matches!(postgres, Verdict::Unparseable(_)), "{postgres:?}");
+        assert_eq!(v.known().len, 5, "unparseable verdicts are not kept");
+        for n in 0..Verdicts::MAX + 5 {
+            v.classify(&format!("SELECT {n}"), pg).await.unwrap();
+        }
+        assert!(v.known().len <= Verdicts::MAX);
+        // Too large stays an error, cached or not.
+        let huge = "SELECT 1;".repeat(200);
+        assert!(v.classify(&huge, pg).await.is_err());
+    }
 
     use DatabaseType::*;
 
