@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Both rustls providers get compiled in (neo4rs and kube pull different ones); pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     telemetry::init(cli.log_format, &cli.log)?;
+    let workers = cli.worker_threads;
     let result = match cli.command {
         Command::Openapi => {
             print!("{}", crate::http::openapi::json());
@@ -31,9 +32,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crds => dbhub_operator::crd::yaml()
             .map(|y| print!("{y}"))
             .context("rendering the CRDs"),
-        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(*args))),
-        Command::Migrate(args) => runtime().and_then(|rt| rt.block_on(migrate(args))),
-        Command::Operator(args) => runtime().and_then(|rt| rt.block_on(operator(args))),
+        Command::Serve(args) => runtime(workers).and_then(|rt| rt.block_on(serve(*args))),
+        Command::Migrate(args) => runtime(workers).and_then(|rt| rt.block_on(migrate(args))),
+        Command::Operator(args) => runtime(workers).and_then(|rt| rt.block_on(operator(args))),
     };
     if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "aether-dbhub stopped with an error");
@@ -41,8 +42,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new().context("starting the async runtime")
+/// The runtime: `workers` threads (0: tokio's default, one per CPU the process may use).
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    b.enable_all().build().context("starting the async runtime")
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -100,9 +100,10 @@ pub async fn run() {
     }
     let sessions = Arc::new(list);
     println!(
-        "service ready {:.0} ms after start (stack up); idle RSS {:.1} MiB",
+        "service ready {:.0} ms after start (stack up); idle RSS {:.1} MiB; worker threads {} (BENCH_SERVICE_AETHER_DBHUB_WORKER_THREADS; 0: one per CPU)",
         svc.ready_after.as_secs_f64() * 1000.0,
-        rss_mib(svc.pid())
+        rss_mib(svc.pid()),
+        std::env::var("BENCH_SERVICE_AETHER_DBHUB_WORKER_THREADS").unwrap_or_else(|_| "0".into())
     );
     let [connected, served, first] = tenant.timeline.map(|d| d.as_secs_f64() * 1000.0);
     println!(
