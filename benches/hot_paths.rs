@@ -69,6 +69,13 @@ fn main() {
                 .ok(),
         );
     });
+    let verdicts = aether_dbhub::sql::Verdicts::new(limits);
+    bench("classify: short SELECT again (remembered)", || {
+        black_box(
+            rt.block_on(verdicts.classify(black_box(short), DatabaseType::Postgres))
+                .ok(),
+        );
+    });
 
     let spec: DatabaseSpec = serde_json::from_value(serde_json::json!({
         "type": "postgres", "host": "db.example", "port": 5432, "database": "orders",

@@ -304,3 +304,18 @@ fn check_leader_args(l: &crate::config::LeaderArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_runtime_has_the_threads_asked_for_or_tokios_default() {
+        assert_eq!(super::runtime(1).unwrap().metrics().num_workers(), 1);
+        assert_eq!(super::runtime(3).unwrap().metrics().num_workers(), 3);
+        // tokio's default: TOKIO_WORKER_THREADS when set, else the CPUs this process may use.
+        let cpus = std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        assert_eq!(super::runtime(0).unwrap().metrics().num_workers(), cpus);
+    }
+}
