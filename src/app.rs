@@ -23,7 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Both rustls providers get compiled in (neo4rs and kube pull different ones); pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     telemetry::init(cli.log_format, &cli.log)?;
-    let workers = cli.worker_threads;
+    let workers = usize::from(cli.worker_threads);
     let result = match cli.command {
         Command::Openapi => {
             print!("{}", crate::http::openapi::json());

@@ -25,9 +25,10 @@ pub struct Cli {
         long,
         env = "AETHER_DBHUB_WORKER_THREADS",
         default_value_t = 0,
-        global = true
+        global = true,
+        value_parser = clap::value_parser!(u16).range(0..=1024)
     )]
-    pub worker_threads: usize,
+    pub worker_threads: u16,
 
     /// What to run.
     #[command(subcommand)]

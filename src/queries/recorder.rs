@@ -1,6 +1,8 @@
 //! The query history is written off the request path: runs go into a bounded queue that one
-//! task drains into Neo4j in batches (gathered for up to 250 ms; one `UNWIND` write per space),
-//! so a response never waits for the graph. When the queue is full a run is dropped and counted
+//! task drains into Neo4j in batches (what arrives in the 250 ms after a batch's first run, or
+//! until a flush; one `UNWIND` write per space and 512 runs), so a response never waits for the
+//! graph. The queue holds 8 192 runs: more than that arriving while one batch is gathered and
+//! written (above ~30 000 a second, or while Neo4j is slow to answer) is dropped and counted
 //! (`aether_dbhub_history_entries_total{outcome="dropped_full"}`) instead of growing memory.
 //! Reads of the history flush the queue first (a user sees their own last run), and shutdown
 //! flushes it; a crash loses at most what was queued ([`QUEUE`] runs).
