@@ -73,9 +73,8 @@ async fn write(
     mut runs: mpsc::Receiver<Box<Execution>>,
     mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
-    let mut waiting = Vec::new();
     loop {
-        let mut batch = Vec::new();
+        let (mut batch, mut waiting) = (Vec::new(), Vec::new());
         tokio::select! {
             biased;
             Some(w) = flushes.recv() => waiting.push(w),
@@ -103,14 +102,11 @@ async fn write(
         for chunk in batch.chunks(BATCH) {
             record(&store, chunk).await;
         }
-        for w in waiting.drain(..) {
+        for w in waiting {
             let _ = w.send(());
         }
     }
-    // Every sender is gone (shutdown): what is left was drained above.
-    for w in waiting {
-        let _ = w.send(());
-    }
+    // Every sender is gone and the queue is empty: nothing is left to write or to answer.
 }
 
 async fn record(store: &Store, runs: &[Execution]) {

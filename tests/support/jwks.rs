@@ -20,13 +20,20 @@ pub struct Keys {
 impl Keys {
     /// Loads the key at `pem`, creating it (RSA 2048, openssl) when missing.
     pub fn load_or_create(pem: &Path) -> Result<Self, String> {
-        if !pem.exists() {
+        // A key that is missing or unreadable (a run stopped while `openssl genrsa` was writing
+        // it left an empty file once) is made again; written beside it and renamed into place,
+        // so an interrupted run never leaves a half-written key.
+        let readable = std::fs::read(pem)
+            .ok()
+            .is_some_and(|b| jsonwebtoken::EncodingKey::from_rsa_pem(&b).is_ok());
+        if !readable {
             if let Some(dir) = pem.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
             }
+            let fresh = pem.with_extension("pem.new");
             let ok = std::process::Command::new("openssl")
                 .args(["genrsa", "-out"])
-                .arg(pem)
+                .arg(&fresh)
                 .arg("2048")
                 .output()
                 .map_err(|e| format!("running openssl: {e}"))?
@@ -35,6 +42,7 @@ impl Keys {
             if !ok {
                 return Err("openssl genrsa failed".into());
             }
+            std::fs::rename(&fresh, pem).map_err(|e| e.to_string())?;
         }
         let out = std::process::Command::new("openssl")
             .args(["rsa", "-noout", "-modulus", "-in"])
