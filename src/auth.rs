@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tokio::sync::RwLock;
 
 use crate::config::AuthArgs;
+use crate::ttl::TtlMap;
 
 /// Why a token was refused. Messages are safe to return (they never echo the token).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,65 +61,25 @@ pub struct Verifier {
     keys: Keys,
     issuers: Vec<String>,
     audience: Option<String>,
-    verified: Verified,
+    verified: TtlMap<String, VerifiedToken>,
 }
 
-/// Tokens verified in the last [`VERIFIED_FOR`]: a client sends the same bearer token with
-/// every request, so its signature and claims are checked once per that time rather than on
-/// each request. A hit is the exact token text; it never outlives the token's expiry (plus the
-/// validation's leeway), and a token whose key leaves the JWKS keeps working for at most
-/// [`VERIFIED_FOR`] after its last check. Bounded by [`VERIFIED_MAX`].
-#[derive(Default)]
-struct Verified(std::sync::Mutex<HashMap<String, VerifiedToken>>);
-
+/// A token that passed every check, as remembered (by its exact text) for [`VERIFIED_FOR`]:
+/// a client sends the same bearer token with every request, so its signature and claims are
+/// checked once per that time rather than on each request. A remembered token never outlives
+/// its expiry (plus the validation's leeway), and a token whose key leaves the JWKS keeps
+/// working for at most [`VERIFIED_FOR`] after its last check. At most [`VERIFIED_MAX`].
+#[derive(Clone)]
 struct VerifiedToken {
     claims: Claims,
     /// Seconds since the epoch after which the token is expired (expiry + leeway).
     until: u64,
-    checked: Instant,
 }
 
 /// How long a verified token is taken as verified without checking it again.
 const VERIFIED_FOR: Duration = Duration::from_secs(30);
-/// Tokens remembered at most (beyond it the expired ones go, then all).
+/// Tokens remembered at most.
 const VERIFIED_MAX: usize = 4096;
-
-impl Verified {
-    fn get(&self, token: &str, now: u64) -> Option<Claims> {
-        let map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(token)
-            .filter(|v| now <= v.until && v.checked.elapsed() < VERIFIED_FOR)
-            .map(|v| v.claims.clone())
-    }
-
-    fn put(&self, token: &str, claims: &Claims, leeway: u64, now: u64) {
-        let Some(exp) = claims.exp.filter(|e| e.is_finite() && *e >= 0.0) else {
-            return;
-        };
-        let until = (exp as u64).saturating_add(leeway);
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= VERIFIED_MAX {
-            map.retain(|_, v| now <= v.until && v.checked.elapsed() < VERIFIED_FOR);
-            if map.len() >= VERIFIED_MAX {
-                map.clear();
-            }
-        }
-        map.insert(
-            token.to_string(),
-            VerifiedToken {
-                claims: claims.clone(),
-                until,
-                checked: Instant::now(),
-            },
-        );
-    }
-}
 
 /// A refresh of the JWKS happens at most this often (unknown `kid`s cannot force more).
 const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
@@ -182,14 +143,14 @@ impl Verifier {
             keys,
             issuers,
             audience,
-            verified: Verified::default(),
+            verified: TtlMap::bounded(VERIFIED_FOR, VERIFIED_MAX),
         })
     }
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(claims) = self.verified.get(token, now) {
+        if let Some(claims) = self.remembered(token, now) {
             return Ok(claims);
         }
         let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
@@ -219,8 +180,26 @@ impl Verifier {
         {
             return Err(AuthError::Invalid("token issued in the future".into()));
         }
-        self.verified.put(token, &claims, v.leeway, now);
+        self.remember(token, &claims, v.leeway);
         Ok(claims)
+    }
+
+    /// The claims of `token` if it passed every check less than [`VERIFIED_FOR`] ago and is
+    /// not expired at `now`.
+    fn remembered(&self, token: &str, now: u64) -> Option<Claims> {
+        self.verified
+            .get(token)
+            .filter(|v| now <= v.until)
+            .map(|v| v.claims)
+    }
+
+    fn remember(&self, token: &str, claims: &Claims, leeway: u64) {
+        if let Some(exp) = claims.exp.filter(|e| e.is_finite() && *e >= 0.0) {
+            let until = (exp as u64).saturating_add(leeway);
+            let claims = claims.clone();
+            self.verified
+                .insert(token.to_string(), VerifiedToken { claims, until });
+        }
     }
 
     async fn key_for(&self, kid: Option<&str>) -> Result<DecodingKey, AuthError> {
@@ -310,26 +289,26 @@ mod tests {
         let t = token(now + 120);
         assert_eq!(v.verify(&t).await.unwrap().sub, "u1");
         assert!(
-            v.verified.get(&t, now).is_some(),
+            v.remembered(&t, now).is_some(),
             "a verified token is remembered"
         );
         // Past its expiry plus the leeway the remembered verdict no longer counts.
-        assert!(v.verified.get(&t, now + 120 + 61).is_none());
+        assert!(v.remembered(&t, now + 120 + 61).is_none());
         // Another text (one byte of the signature changed) is not a hit, and is refused.
         let mut forged = t.clone();
         let last = forged.pop().unwrap();
         forged.push(if last == 'A' { 'B' } else { 'A' });
-        assert!(v.verified.get(&forged, now).is_none());
+        assert!(v.remembered(&forged, now).is_none());
         assert!(v.verify(&forged).await.is_err());
         // An expired token is refused and not remembered.
         let old = token(now - 3600);
         assert!(v.verify(&old).await.is_err());
-        assert!(v.verified.get(&old, now).is_none());
+        assert!(v.remembered(&old, now).is_none());
     }
 
     #[test]
     fn the_remembered_tokens_are_bounded() {
-        let v = Verified::default();
+        let v = verifier();
         let claims = Claims {
             sub: "u".into(),
             iss: "i".into(),
@@ -337,9 +316,9 @@ mod tests {
             exp: Some(2e9),
         };
         for n in 0..VERIFIED_MAX + 10 {
-            v.put(&format!("t{n}"), &claims, 60, 1);
+            v.remember(&format!("t{n}"), &claims, 60);
         }
-        assert!(v.0.lock().unwrap().len() <= VERIFIED_MAX);
-        assert!(v.get(&format!("t{}", VERIFIED_MAX + 9), 1).is_some());
+        assert!(v.verified.len() <= VERIFIED_MAX);
+        assert!(v.remembered(&format!("t{}", VERIFIED_MAX + 9), 1).is_some());
     }
 }

@@ -7,22 +7,35 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Entries remembered at most (beyond, expired ones go, then all).
+/// Entries remembered at most by default (beyond, expired ones go, then all).
 const MAX_ENTRIES: usize = 10_000;
 
 /// Values good for `ttl` after they were inserted; a zero `ttl` remembers nothing.
 pub struct TtlMap<K, V> {
     ttl: Duration,
+    max: usize,
     entries: Mutex<HashMap<K, (Instant, V)>>,
 }
 
 impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
-    /// An empty map whose entries last `ttl`.
+    /// An empty map whose entries last `ttl`, holding at most [`MAX_ENTRIES`].
     pub fn new(ttl: Duration) -> Self {
+        Self::bounded(ttl, MAX_ENTRIES)
+    }
+
+    /// An empty map whose entries last `ttl`, holding at most `max` (for large values).
+    pub fn bounded(ttl: Duration, max: usize) -> Self {
         Self {
             ttl,
+            max,
             entries: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many entries it holds (expired ones included until they are dropped).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The value of `key`, if inserted less than the TTL ago.
@@ -43,10 +56,10 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
+        if entries.len() >= self.max {
             let ttl = self.ttl;
             entries.retain(|_, (at, _)| at.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
+            if entries.len() >= self.max {
                 entries.clear();
             }
         }
@@ -86,6 +99,12 @@ mod tests {
         for i in 0..MAX_ENTRIES + 5 {
             full.insert(i, i);
         }
-        assert!(full.entries.lock().unwrap().len() <= MAX_ENTRIES);
+        assert!(full.len() <= MAX_ENTRIES);
+        let small = TtlMap::bounded(Duration::from_secs(60), 3);
+        for i in 0..5 {
+            small.insert(i, i);
+        }
+        assert!(small.len() <= 3);
+        assert_eq!(small.get(&4), Some(4), "the newest entry is kept");
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::support::dbhub::{free_port, serve_instance};
 use crate::support::kube::TestNamespace;
 use crate::support::operator::{
-    app_secret, assert_no_leak, database, labelled_database, pg_spec, secret, start, wait_phase,
+    app_secret, assert_no_leak, labelled_database, pg_spec, secret, start, wait_phase,
 };
 use crate::support::{logs, stack, unique};
 
@@ -534,12 +534,7 @@ async fn instance_follows_database_changes() {
     // Added → rendered, pods roll.
     let dbs: Api<Database> = ns.api();
     let mut spec = serde_json::to_value(&dbs.get("pg").await.unwrap().spec).unwrap();
-    let extra: Database = serde_json::from_value(
-        json!({"apiVersion": "dbhub.tas.io/v1alpha1", "kind": "Database",
-        "metadata": {"name": "pg-two", "labels": {"env": "prod"}}, "spec": spec}),
-    )
-    .unwrap();
-    dbs.create(&PostParams::default(), &extra).await.unwrap();
+    labelled_database(&dbs, "pg-two", json!({"env": "prod"}), spec.clone()).await;
     wait_config(&ns, "prod", |c| {
         source_ids(c) == ids(&["maria", "pg", "pg_two"])
     })
@@ -575,14 +570,7 @@ async fn instance_follows_database_changes() {
     // A Failed Database is left out and named.
     secret(&ns.api(), "wrong", stack().get("STACK_DB_USER"), "wrong").await;
     spec["credentialsRef"] = json!({"name": "wrong"});
-    database(&dbs, "broken", spec).await;
-    dbs.patch(
-        "broken",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"env": "prod"}}})),
-    )
-    .await
-    .unwrap();
+    labelled_database(&dbs, "broken", json!({"env": "prod"}), spec).await;
     wait_phase(&dbs, "broken", DatabasePhase::Failed, WAIT).await;
     let deadline = Instant::now() + WAIT;
     loop {

@@ -165,16 +165,10 @@ pub async fn classify(
 /// Verdicts of statements classified before, by engine and exact text: a console, a dashboard
 /// or a saved query sends the same SQL again and again, and its verdict cannot change (it
 /// depends on the text, the engine's dialect and the limits alone). Only short statements are
-/// kept ([`Verdicts::MAX_SQL`] bytes), at most [`Verdicts::MAX`] (then it starts over).
+/// kept ([`Verdicts::MAX_SQL`] bytes), at most [`Verdicts::MAX`], each for an hour.
 pub struct Verdicts {
     limits: Limits,
-    known: std::sync::Mutex<Known>,
-}
-
-#[derive(Default)]
-struct Known {
-    by_engine: std::collections::HashMap<DatabaseType, std::collections::HashMap<String, Verdict>>,
-    len: usize,
+    known: crate::ttl::TtlMap<(DatabaseType, String), Verdict>,
 }
 
 impl Verdicts {
@@ -187,36 +181,23 @@ impl Verdicts {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            known: Default::default(),
+            known: crate::ttl::TtlMap::bounded(std::time::Duration::from_secs(3600), Self::MAX),
         }
-    }
-
-    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
-        self.known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// [`classify`], answered from the cache when `sql` was classified for `engine` before.
     /// What could not be parsed is not kept (it may have failed for want of a thread).
     pub async fn classify(&self, sql: &str, engine: DatabaseType) -> Result<Verdict, TooLarge> {
-        let short = sql.len() <= Self::MAX_SQL;
-        if short && let Some(v) = self.known().by_engine.get(&engine).and_then(|m| m.get(sql)) {
-            return Ok(v.clone());
+        if sql.len() > Self::MAX_SQL {
+            return classify(sql, engine, &self.limits).await;
+        }
+        let key = (engine, sql.to_string());
+        if let Some(v) = self.known.get(&key) {
+            return Ok(v);
         }
         let verdict = classify(sql, engine, &self.limits).await?;
-        if short && !matches!(verdict, Verdict::Unparseable(_)) {
-            let mut known = self.known();
-            if known.len >= Self::MAX {
-                *known = Known::default();
-            }
-            let fresh = known
-                .by_engine
-                .entry(engine)
-                .or_default()
-                .insert(sql.to_string(), verdict.clone())
-                .is_none();
-            known.len += usize::from(fresh);
+        if !matches!(verdict, Verdict::Unparseable(_)) {
+            self.known.insert(key, verdict.clone());
         }
         Ok(verdict)
     }
@@ -430,11 +411,11 @@ mod tests {
         let postgres = v.classify(backticks, pg).await.unwrap();
         assert!(matches!(mysql, Verdict::ReadOnly { .. }), "{mysql:?}");
         assert!(matches!(postgres, Verdict::Unparseable(_)), "{postgres:?}");
-        assert_eq!(v.known().len, 5, "unparseable verdicts are not kept");
+        assert_eq!(v.known.len(), 5, "unparseable verdicts are not kept");
         for n in 0..Verdicts::MAX + 5 {
             v.classify(&format!("SELECT {n}"), pg).await.unwrap();
         }
-        assert!(v.known().len <= Verdicts::MAX);
+        assert!(v.known.len() <= Verdicts::MAX);
         // Too large stays an error, cached or not.
         let huge = "SELECT 1;".repeat(200);
         assert!(v.classify(&huge, pg).await.is_err());

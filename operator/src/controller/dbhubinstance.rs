@@ -69,7 +69,7 @@ pub async fn run(
     })
     .reflect(db_writer)
     .flat_map({
-        let seen = Seen::default();
+        let seen = std::sync::Mutex::new(Seen::default());
         move |event| futures::stream::iter(relevant_change(&seen, event))
     });
     let (secret_reader, secret_writer) = reflector::store();
@@ -142,39 +142,61 @@ fn relevant(db: &Database) -> u64 {
     h.finish()
 }
 
-/// The last [`relevant`] hash and labels seen of each Database.
-type Seen = std::sync::Mutex<
-    std::collections::HashMap<ObjectRef<Database>, (u64, Option<BTreeMap<String, String>>)>,
->;
+/// The last [`relevant`] hash and object seen of each Database, and during a (re-)list the
+/// Databases listed so far.
+#[derive(Default)]
+struct Seen {
+    last: std::collections::HashMap<ObjectRef<Database>, (u64, Database)>,
+    listed: Option<std::collections::HashSet<ObjectRef<Database>>>,
+}
 
 /// A Database watch event as triggers: every deletion, and an applied object only when
-/// [`relevant`] changed since the last one seen. When its labels changed, the object with its
-/// previous labels comes too, so the instances that selected it before (and must drop it) are
-/// triggered as well as those that select it now.
+/// [`relevant`] changed since the last one seen. When its labels changed, the object as it was
+/// comes too, so the instances that selected it before (and must drop it) are triggered as well
+/// as those that select it now. A Database the watch's re-list no longer holds (deleted while
+/// the watch was down, which brings no deletion event) triggers as a deletion would, and is
+/// forgotten.
 fn relevant_change(
-    seen: &Seen,
+    seen: &std::sync::Mutex<Seen>,
     event: Result<watcher::Event<Database>, watcher::Error>,
 ) -> Vec<Result<Database, watcher::Error>> {
     let mut seen = seen.lock().unwrap();
     match event {
         Ok(watcher::Event::Apply(db) | watcher::Event::InitApply(db)) => {
+            let key = ObjectRef::from_obj(&db);
+            if let Some(listed) = seen.listed.as_mut() {
+                listed.insert(key.clone());
+            }
             let hash = relevant(&db);
-            let labels = db.metadata.labels.clone();
-            match seen.insert(ObjectRef::from_obj(&db), (hash, labels)) {
+            match seen.last.insert(key, (hash, db.clone())) {
                 Some((old, _)) if old == hash => vec![],
-                Some((_, before)) if before != db.metadata.labels => {
-                    let mut was = db.clone();
-                    was.metadata.labels = before;
+                Some((_, was)) if was.metadata.labels != db.metadata.labels => {
                     vec![Ok(db), Ok(was)]
                 }
                 _ => vec![Ok(db)],
             }
         }
         Ok(watcher::Event::Delete(db)) => {
-            seen.remove(&ObjectRef::from_obj(&db));
+            seen.last.remove(&ObjectRef::from_obj(&db));
             vec![Ok(db)]
         }
-        Ok(watcher::Event::Init | watcher::Event::InitDone) => vec![],
+        Ok(watcher::Event::Init) => {
+            seen.listed = Some(Default::default());
+            vec![]
+        }
+        Ok(watcher::Event::InitDone) => {
+            let listed = seen.listed.take().unwrap_or_default();
+            let gone: Vec<_> = seen
+                .last
+                .keys()
+                .filter(|k| !listed.contains(*k))
+                .cloned()
+                .collect();
+            gone.iter()
+                .filter_map(|k| seen.last.remove(k))
+                .map(|(_, db)| Ok(db))
+                .collect()
+        }
         Err(e) => vec![Err(e)],
     }
 }
@@ -517,14 +539,14 @@ mod tests {
         .unwrap()
     }
 
-    fn triggers(seen: &Seen, e: watcher::Event<Database>) -> bool {
+    fn triggers(seen: &std::sync::Mutex<Seen>, e: watcher::Event<Database>) -> bool {
         !relevant_change(seen, Ok(e)).is_empty()
     }
 
     #[test]
     fn only_changes_an_instance_renders_trigger_it() {
-        use watcher::Event::{Apply, Delete, InitApply};
-        let seen = Seen::default();
+        use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
+        let seen = std::sync::Mutex::new(Seen::default());
         let first = db("prod", "Connected", "2026-12-01T10:00:00Z");
         assert!(triggers(&seen, InitApply(first.clone())), "first sight");
         assert!(!triggers(&seen, Apply(first)), "same object again");
@@ -547,8 +569,29 @@ mod tests {
         respec.spec.port = Some(6543);
         assert!(triggers(&seen, Apply(respec.clone())), "spec");
         assert!(triggers(&seen, Delete(respec.clone())), "deletion");
-        assert!(triggers(&seen, Apply(respec)), "re-created after deletion");
-        assert!(relevant_change(&seen, Ok(watcher::Event::Init)).is_empty());
-        assert!(relevant_change(&seen, Ok(watcher::Event::InitDone)).is_empty());
+        assert!(
+            triggers(&seen, Apply(respec.clone())),
+            "re-created after deletion"
+        );
+        assert!(relevant_change(&seen, Ok(Init)).is_empty());
+        assert!(!triggers(&seen, InitApply(respec)), "re-listed, unchanged");
+        assert!(
+            relevant_change(&seen, Ok(InitDone)).is_empty(),
+            "nothing went"
+        );
+        // A re-list without it (deleted while the watch was down): a trigger, as for a deletion,
+        // with the object as last seen; then it is forgotten.
+        let mut other = db("prod", "Connected", "2026-12-01T10:00:00Z");
+        other.metadata.name = Some("other".into());
+        assert!(triggers(&seen, Apply(other.clone())), "another Database");
+        assert!(relevant_change(&seen, Ok(Init)).is_empty());
+        assert!(!triggers(&seen, InitApply(other)), "re-listed, unchanged");
+        let gone = relevant_change(&seen, Ok(InitDone));
+        let names: Vec<_> = gone
+            .iter()
+            .map(|d| d.as_ref().unwrap().metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["pg"], "the Database the re-list no longer holds");
+        assert_eq!(seen.lock().unwrap().last.len(), 1, "and it is forgotten");
     }
 }
