@@ -380,6 +380,11 @@ pub struct Neo4jArgs {
     #[arg(long = "neo4j-acquire-timeout", env = "AETHER_DBHUB_NEO4J_ACQUIRE_TIMEOUT", default_value = "2", value_parser = parse_seconds)]
     pub acquire_timeout: Duration,
 
+    /// Seconds to connect to Neo4j and to wait for each of its answers; past it the request is
+    /// answered 503 with `Retry-After` (within --request-timeout, which bounds the whole request).
+    #[arg(long = "neo4j-timeout", env = "AETHER_DBHUB_NEO4J_TIMEOUT", default_value = "15", value_parser = parse_seconds)]
+    pub answer_timeout: Duration,
+
     /// Seconds start-up waits for Neo4j to answer (and the graph migrations to apply) before
     /// the process gives up and exits non-zero.
     #[arg(long = "neo4j-startup-timeout", env = "AETHER_DBHUB_NEO4J_STARTUP_TIMEOUT", default_value = "60", value_parser = parse_seconds)]

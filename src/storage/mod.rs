@@ -8,8 +8,6 @@ pub mod migrate;
 pub mod saved;
 pub mod spaces;
 
-use std::time::Duration;
-
 use neo4rs::{ConfigBuilder, Graph, Query, Row, query};
 
 use crate::config::Neo4jArgs;
@@ -44,7 +42,10 @@ impl From<neo4rs::Error> for Error {
             | N::IncompleteBoltExchange
             | N::ServerUnavailableError(_)
             | N::RoutingTableRefreshFailed(_)
-            | N::RequestIgnoredError => Self::Unavailable(e.to_string()),
+            | N::RequestIgnoredError
+            // Neo4j did not answer within --neo4j-timeout (connecting, or a query's answer):
+            // busy or stalled, so retrying later can succeed.
+            | N::ConnectionTimedOut => Self::Unavailable(e.to_string()),
             N::Neo4j(ref n) if n.kind() == neo4rs::Neo4jErrorKind::Transient => {
                 Self::Unavailable(e.to_string())
             }
@@ -92,8 +93,10 @@ impl Store {
             .user(args.user.as_str())
             .password(args.password.as_str())
             .max_connections(usize::from(args.max_connections))
-            // Also the read timeout: a Neo4j that stops answering fails requests, not hangs them.
-            .connection_timeout(Duration::from_secs(5))
+            // Also the wait for each answer: a Neo4j that stops answering fails requests (503),
+            // not hangs them. Generous, because a busy Neo4j on a loaded machine can pause for
+            // seconds (garbage collection) and a slow answer beats a refusal.
+            .connection_timeout(args.answer_timeout)
             // neo4rs wires `max_lifetime` as the pool's wait timeout (and uses it for nothing
             // else): how long a query waits for a free connection before it is refused.
             .max_lifetime(args.acquire_timeout)
@@ -140,6 +143,31 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::Error;
+
+    /// A Neo4j that is down, busy or stalled is "unavailable" (503 with `Retry-After`, retry
+    /// later), not an internal error; a Cypher mistake stays an internal error.
+    #[test]
+    fn timeouts_and_outages_are_unavailable_and_cypher_errors_are_not() {
+        for e in [
+            neo4rs::Error::ConnectionTimedOut,
+            neo4rs::Error::ConnectionError,
+            neo4rs::Error::IncompleteBoltExchange,
+            neo4rs::Error::RequestIgnoredError,
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset).into(),
+        ] {
+            let text = e.to_string();
+            assert!(
+                matches!(Error::from(e), Error::Unavailable(_)),
+                "{text} should be unavailable"
+            );
+        }
+        assert!(matches!(
+            Error::from(neo4rs::Error::UnexpectedMessage("x".into())),
+            Error::Neo4j(_)
+        ));
+    }
+
     /// Aether's rule: every Cypher that touches a tenant-scoped label binds the tenant and the
     /// space. Scans every `const …: &str = "…";` in the sources.
     #[test]

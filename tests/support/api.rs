@@ -47,6 +47,7 @@ pub async fn store_with(acquire_timeout: std::time::Duration) -> Store {
         // Small on purpose: tests run concurrency well past it.
         max_connections: 4,
         acquire_timeout,
+        answer_timeout: std::time::Duration::from_secs(15),
         startup_timeout: std::time::Duration::from_secs(30),
     };
     let store = Store::connect(&args).unwrap();
@@ -333,6 +334,15 @@ impl Call<'_> {
         let res = self.request(method, path, body).await;
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
+        if status == 500 {
+            // The body says nothing on purpose; the cause is in the service's log (captured when
+            // the test installed the capture), printed with the test's output if it fails.
+            for line in crate::support::logs::text().lines() {
+                if line.contains("internal error") || line.contains("panicked") {
+                    eprintln!("service log: {line}");
+                }
+            }
+        }
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
