@@ -179,3 +179,91 @@ async fn deleting_a_database_with_a_long_history_deletes_all_of_it() {
         (0, 0)
     );
 }
+
+/// Plain runs and runs of a saved query in one batch: both written; a plain run carries no
+/// `saved_query_id` (and so no entry in its index), a saved run carries it and points at its
+/// saved query; both come back through the API's reading of the history.
+#[tokio::test]
+async fn plain_and_saved_runs_in_one_batch_are_written_each_in_its_form() {
+    let graph = api::graph();
+    let p = person(&graph).await;
+    let (db, saved) = (unique("histmix"), unique("histsaved"));
+    graph
+        .run(
+            neo4rs::query(
+                "CREATE (:Database {id: $id, tenant_id: $t, space_id: $s, name: $id}) \
+                 CREATE (:SavedQuery {id: $saved, tenant_id: $t, space_id: $s, database_id: $id})",
+            )
+            .param("id", db.as_str())
+            .param("saved", saved.as_str())
+            .param("t", p.tenant.as_str())
+            .param("s", p.space.as_str()),
+        )
+        .await
+        .unwrap();
+    let store = api::store().await;
+    let plain = run(&p, &db, 1);
+    let mut of_saved = run(&p, &db, 2);
+    of_saved.saved_query_id = Some(saved.clone());
+    assert_eq!(
+        store
+            .record_executions(&[plain.clone(), of_saved.clone()])
+            .await
+            .unwrap(),
+        2
+    );
+    let mut rows = graph
+        .execute(
+            neo4rs::query(
+                "MATCH (q:QueryExecution {database_id: $id})-[:EXECUTED_ON]->(:Database {id: $id}) \
+                 OPTIONAL MATCH (q)-[:RUN_OF]->(s:SavedQuery) \
+                 RETURN q.id AS id, q.saved_query_id AS saved, s.id AS linked ORDER BY q.executed_ns",
+            )
+            .param("id", db.as_str()),
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Some(row) = rows.next().await.unwrap() {
+        seen.push((
+            row.get::<String>("id").unwrap(),
+            row.get::<Option<String>>("saved").unwrap(),
+            row.get::<Option<String>>("linked").unwrap(),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            (plain.id.clone(), None, None),
+            (
+                of_saved.id.clone(),
+                Some(saved.clone()),
+                Some(saved.clone())
+            ),
+        ]
+    );
+    let scope = aether_dbhub::model::Scope {
+        tenant_id: p.tenant.clone(),
+        space_id: p.space.clone(),
+    };
+    let back = store
+        .list_executions(&scope, &p.id, &db, None, 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = back
+        .iter()
+        .map(|e| (e.id.clone(), e.saved_query_id.clone()))
+        .collect();
+    assert_eq!(ids, [(of_saved.id, Some(saved.clone())), (plain.id, None)]);
+    graph
+        .run(
+            neo4rs::query(
+                "MATCH (d:Database {id: $id}) OPTIONAL MATCH (q:QueryExecution)-[:EXECUTED_ON]->(d) \
+                 OPTIONAL MATCH (s:SavedQuery {id: $saved}) DETACH DELETE q, d, s",
+            )
+            .param("id", db.as_str())
+            .param("saved", saved.as_str()),
+        )
+        .await
+        .unwrap();
+}
