@@ -224,7 +224,16 @@ async fn migrate_within(store: &Store, wait: Duration) -> anyhow::Result<()> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match crate::storage::migrate::run(store).await {
+        // One attempt may wait --neo4j-timeout to connect; the start-up timeout still holds.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let attempted = tokio::time::timeout(left, crate::storage::migrate::run(store))
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::storage::Error::Unavailable(
+                    "no answer before the start-up timeout".into(),
+                ))
+            });
+        match attempted {
             Ok(_) => return Ok(()),
             Err(e @ crate::storage::Error::Migration(_)) => {
                 return Err(anyhow::Error::from(e).context("graph migrations cannot be applied"));

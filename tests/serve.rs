@@ -492,6 +492,41 @@ async fn serve_exits_non_zero_when_neo4j_stays_unreachable_past_its_startup_time
     );
 }
 
+/// A Neo4j that accepts connections and never answers (stalled, or a wrong port that swallows
+/// Bolt): the start-up timeout still holds, though one connection attempt may wait up to
+/// --neo4j-timeout (15 s).
+#[tokio::test]
+async fn serve_exits_within_its_startup_timeout_when_neo4j_accepts_but_never_answers() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let started = Instant::now();
+    let (ok, stderr) = run_to_exit(
+        &["--log-format", "json", "serve"],
+        &[
+            ("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{}", free_port())),
+            ("AETHER_DBHUB_NEO4J_URI", format!("bolt://{addr}")),
+            ("AETHER_DBHUB_NEO4J_STARTUP_TIMEOUT", "3".into()),
+        ],
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(!ok, "{stderr}");
+    assert!(took < Duration::from_secs(12), "took {took:?}:\n{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    assert!(
+        errors[0].contains("--neo4j-startup-timeout"),
+        "{}",
+        errors[0]
+    );
+}
+
 #[tokio::test]
 async fn operator_exits_non_zero_when_its_listen_address_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
