@@ -129,7 +129,8 @@ pub struct LimitArgs {
 
     /// Seconds a request may take before it is answered 504. A query extends its own deadline
     /// to its database's query_timeout plus --dbhub-timeout, so the database's own timeout
-    /// answers first.
+    /// answers first; deleting a database with a long history gets this long again after each
+    /// chunk of 10 000 runs deleted.
     #[arg(long, env = "AETHER_DBHUB_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub request_timeout: Duration,
 

@@ -603,11 +603,19 @@ async fn instance_scale_and_status_follow_the_deployment() {
     instance(&ns, "hub", json!({})).await;
     wait_config(&ns, "hub", |c| source_ids(c).len() == 3).await;
 
-    let mut scale = api.get_scale("hub").await.unwrap();
-    scale.spec.as_mut().unwrap().replicas = Some(2);
-    api.replace_scale("hub", &PostParams::default(), &scale)
-        .await
-        .unwrap();
+    // As `kubectl scale` does: a patch of the scale subresource (a get-then-replace would race
+    // the reconciler's status writes, which change the object's resourceVersion).
+    api.patch_scale(
+        "hub",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get_scale("hub").await.unwrap().spec.unwrap().replicas,
+        Some(2)
+    );
     let deps: Api<Deployment> = ns.api();
     let deadline = Instant::now() + WAIT;
     // The reconciler writes the ConfigMap before the Deployment: it may not exist yet.

@@ -13,6 +13,7 @@ use self::dto::{DatabaseList, DatabaseRecord, TestResult};
 use super::AppState;
 use super::context::Space;
 use super::extract::{JsonBody, Path, Query};
+use super::layers::Deadline;
 use super::paging::{Paging, paging};
 use super::problems::{Body, Standard};
 use crate::error::{ApiError, ApiResult};
@@ -112,8 +113,15 @@ async fn remove(
     State(state): State<AppState>,
     Space(caller): Space,
     Path(id): Path<String>,
+    deadline: Deadline,
 ) -> ApiResult<StatusCode> {
-    state.registry.delete(&caller, &id).await?;
+    // A long history is deleted in chunks; each one done gives the request another timeout, so
+    // only a stalled deletion is answered 504 (it goes on to the end in its task either way).
+    let timeout = state.limits.request_timeout;
+    state
+        .registry
+        .delete(&caller, &id, move || deadline.extend(timeout))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -309,14 +309,21 @@ impl Registry {
 
     /// Removes a record: its Database CR and Secret, then the node (with its history), then the
     /// space's DBHubInstance if nothing is left to serve.
-    pub async fn delete(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<()> {
+    pub async fn delete(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &str,
+        progress: impl Fn() + Send + 'static,
+    ) -> Result<()> {
         caller.require(Permission::Delete)?;
         self.recent.forget(id);
         let d = self.find(caller, id).await?;
         let this = self.clone();
         detached(async move {
             this.cluster.delete_database(&d.cr_name).await?;
-            this.store.delete_database(&d.scope, &d.id).await?;
+            this.store
+                .delete_database(&d.scope, &d.id, progress)
+                .await?;
             this.release_instance(&d.scope.space_id).await;
             tracing::info!(db.id = %d.id, space.id = %d.scope.space_id, "database removed");
             Ok(())

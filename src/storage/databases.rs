@@ -162,12 +162,14 @@ impl Store {
 
     /// Deletes the record, its query history and its saved queries; false when it was not in
     /// the scope.
-    pub async fn delete_database(&self, s: &Scope, id: &str) -> Result<bool> {
+    /// `progress` is called after each chunk of runs deleted.
+    pub async fn delete_database(&self, s: &Scope, id: &str, progress: impl Fn()) -> Result<bool> {
         loop {
             let q = scoped(DELETE_RUNS, s)
                 .param("id", id)
                 .param("chunk", RUNS_PER_DELETE);
             let n: i64 = self.first(q).await?.ok_or(Error::NoRow)?.get("n")?;
+            progress();
             if n < RUNS_PER_DELETE {
                 break;
             }

@@ -15,8 +15,8 @@ use crate::model::history::{Execution, MAX_STATEMENT};
 // A batch of one scope's runs (the recorder groups them by scope). A run whose Database is not
 // in the scope (deleted meanwhile) is skipped. `q` is new, so its relationships are CREATEd.
 // Plain runs carry no `saved_query_id` at all: no entry in its index (one empty key shared by
-// every plain run), and no SavedQuery lookup — together ~15 % of Neo4j's work per run (measured
-// on the stack's Neo4j, batches of 250).
+// every plain run) and no SavedQuery lookup; Neo4j's CPU per run 0.158 → 0.130 ms (the stack's
+// Neo4j, batches of 250).
 const RECORD: &str = "UNWIND $runs AS r \
     MATCH (d:Database {id: r.database_id, tenant_id: $tenant_id, space_id: $space_id}) \
     CREATE (q:QueryExecution {id: r.id, tenant_id: $tenant_id, space_id: $space_id, database_id: r.database_id, \

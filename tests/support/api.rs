@@ -334,16 +334,19 @@ impl Call<'_> {
         let res = self.request(method, path, body).await;
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status == 500 {
-            // The body says nothing on purpose; the cause is in the service's log (captured when
-            // the test installed the capture), printed with the test's output if it fails.
+            // The body says nothing on purpose; the cause is in the service's log (captured in
+            // this process), printed with the test's output should the test fail.
+            let id = body["request_id"].as_str().unwrap_or("\u{0}");
             for line in crate::support::logs::text().lines() {
-                if line.contains("internal error") || line.contains("panicked") {
+                if line.contains(id) || line.contains("internal error") || line.contains("panicked")
+                {
                     eprintln!("service log: {line}");
                 }
             }
         }
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (status, body)
     }
 }
 
