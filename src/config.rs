@@ -381,8 +381,9 @@ pub struct Neo4jArgs {
     #[arg(long = "neo4j-acquire-timeout", env = "AETHER_DBHUB_NEO4J_ACQUIRE_TIMEOUT", default_value = "2", value_parser = parse_seconds)]
     pub acquire_timeout: Duration,
 
-    /// Seconds to connect to Neo4j and to wait for each of its answers; past it the request is
-    /// answered 503 with `Retry-After` (within --request-timeout, which bounds the whole request).
+    /// Seconds to connect to Neo4j and to wait for each of its answers (one query as a whole:
+    /// --neo4j-acquire-timeout plus three times this); past it the request is answered 503 with
+    /// `Retry-After` (within --request-timeout, which bounds the whole request).
     #[arg(long = "neo4j-timeout", env = "AETHER_DBHUB_NEO4J_TIMEOUT", default_value = "15", value_parser = parse_seconds)]
     pub answer_timeout: Duration,
 

@@ -80,9 +80,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// connection is released before the caller can start another query, so one request never
 /// holds a connection while it waits for a second one (sixteen such requests used to deadlock
 /// a pool of sixteen).
+///
+/// Each query as a whole is bounded too ([`Store::bound`]): the driver bounds connecting and
+/// each answer, but not Bolt's opening handshake, so a server that accepts connections and never
+/// answers would otherwise hold a query (a background writer's, say) forever.
 #[derive(Clone)]
 pub struct Store {
     graph: Graph,
+    bound: std::time::Duration,
 }
 
 impl Store {
@@ -103,18 +108,36 @@ impl Store {
             .build()?;
         Ok(Self {
             graph: Graph::connect(config)?,
+            // Waiting for a connection, then at most three waits for Neo4j: connecting (and its
+            // greeting), the query's first answer, the rest of its rows.
+            bound: args.acquire_timeout + args.answer_timeout * 3,
         })
+    }
+
+    /// `work` within the store's bound; past it, Neo4j counts as unavailable.
+    async fn bounded<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.bound, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "no answer within {} s",
+                    self.bound.as_secs()
+                )))
+            })
     }
 
     /// Runs `q` and returns all its rows; the connection is back in the pool when this returns.
     pub(crate) async fn rows(&self, q: Query) -> Result<Vec<Row>> {
         crate::metrics::graph_query();
-        let mut stream = self.graph.execute(q).await?;
-        let mut out = Vec::new();
-        while let Some(row) = stream.next().await? {
-            out.push(row);
-        }
-        Ok(out)
+        self.bounded(async {
+            let mut stream = self.graph.execute(q).await?;
+            let mut out = Vec::new();
+            while let Some(row) = stream.next().await? {
+                out.push(row);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// The first row of `q`, if any (the rest are read and dropped).
@@ -125,8 +148,11 @@ impl Store {
     /// Runs `q` for its effect.
     pub(crate) async fn run(&self, q: Query) -> Result<()> {
         crate::metrics::graph_query();
-        self.graph.run(q).await?;
-        Ok(())
+        self.bounded(async {
+            self.graph.run(q).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Round trip to the server (`RETURN 1`), for readiness.
@@ -166,6 +192,40 @@ mod tests {
             Error::from(neo4rs::Error::UnexpectedMessage("x".into())),
             Error::Neo4j(_)
         ));
+    }
+
+    /// A "Neo4j" that accepts connections and never says a word (a wedged server, a port that
+    /// swallows Bolt): a query is refused as unavailable within the store's bound, not held.
+    #[tokio::test]
+    async fn a_server_that_accepts_and_never_answers_is_unavailable_within_the_bound() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                held.push(conn);
+            }
+        });
+        let args = crate::config::Neo4jArgs {
+            uri: format!("bolt://{addr}"),
+            user: "neo4j".into(),
+            password: String::new(),
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_millis(200),
+            answer_timeout: std::time::Duration::from_millis(300),
+            startup_timeout: std::time::Duration::from_secs(1),
+        };
+        let store = super::Store::connect(&args).unwrap();
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), store.ping())
+            .await
+            .expect("the query was held past 10 s");
+        assert!(
+            matches!(outcome, Err(Error::Unavailable(_))),
+            "{:?}",
+            outcome.err()
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
     }
 
     /// Aether's rule: every Cypher that touches a tenant-scoped label binds the tenant and the
