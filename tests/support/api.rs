@@ -154,6 +154,9 @@ pub async fn serve_shared(namespace: &str, kube: kube::Client, endpoint: &str) -
 
 /// Serves the API as `options` say.
 pub async fn serve_opts(namespace: &str, kube: kube::Client, options: Options) -> ApiServer {
+    // The API creates Database CRs and watches them: their CRDs must be there (a test run alone
+    // on a fresh stack has no other test to install them first).
+    super::crds::ensure_installed().await;
     let auth = AuthArgs {
         jwt_issuers: ISSUER.into(),
         jwt_audience: String::new(),
@@ -338,9 +341,11 @@ impl Call<'_> {
         if status == 500 {
             // The body says nothing on purpose; the cause is in the service's log (captured in
             // this process), printed with the test's output should the test fail.
-            let id = body["request_id"].as_str().unwrap_or("\u{0}");
+            let id = body["request_id"].as_str();
             for line in crate::support::logs::text().lines() {
-                if line.contains(id) || line.contains("internal error") || line.contains("panicked")
+                if id.is_some_and(|id| line.contains(id))
+                    || line.contains("internal error")
+                    || line.contains("panicked")
                 {
                     eprintln!("service log: {line}");
                 }
