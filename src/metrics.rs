@@ -47,10 +47,19 @@ pub struct HistoryLabel {
     pub outcome: String,
 }
 
+/// `form` of an HTTP request to DBHub carrying tool calls: `single` (one call) or `batch`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FormLabel {
+    /// single, batch.
+    pub form: &'static str,
+}
+
 struct Metrics {
     requests: Family<HttpLabel, Counter>,
     duration: Histograms<RouteLabel>,
     mcp: Histograms<McpLabel>,
+    mcp_requests: Family<FormLabel, Counter>,
+    mcp_batched_calls: Counter,
     history: Family<HistoryLabel, Counter>,
     graph_queries: Counter,
 }
@@ -61,6 +70,8 @@ fn metrics() -> &'static Metrics {
         requests: Family::default(),
         duration: Family::new_with_constructor(seconds),
         mcp: Family::new_with_constructor(seconds),
+        mcp_requests: Family::default(),
+        mcp_batched_calls: Counter::default(),
         history: Family::default(),
         graph_queries: Counter::default(),
     })
@@ -110,6 +121,16 @@ pub fn mcp(tool: &str, outcome: &str, seconds: f64) {
         .observe(seconds);
 }
 
+/// Counts one HTTP request to DBHub carrying `calls` tool calls (more than one: a batch).
+pub fn mcp_request(calls: usize) {
+    let m = metrics();
+    let form = if calls > 1 { "batch" } else { "single" };
+    m.mcp_requests.get_or_create(&FormLabel { form }).inc();
+    if calls > 1 {
+        m.mcp_batched_calls.inc_by(calls as u64);
+    }
+}
+
 /// Everything, in the OpenMetrics text format.
 pub fn render() -> String {
     let m = metrics();
@@ -128,6 +149,16 @@ pub fn render() -> String {
         "aether_dbhub_mcp_call_duration_seconds",
         "DBHub (MCP) tool call latency, by tool and outcome",
         m.mcp.clone(),
+    );
+    reg.register(
+        "aether_dbhub_mcp_requests",
+        "HTTP requests to DBHub carrying MCP calls, by form (single: one call; batch: calls that queued while DBHub was busy, sent together)",
+        m.mcp_requests.clone(),
+    );
+    reg.register(
+        "aether_dbhub_mcp_batched_calls",
+        "MCP calls sent to DBHub inside batches",
+        m.mcp_batched_calls.clone(),
     );
     reg.register(
         "aether_dbhub_history_entries",

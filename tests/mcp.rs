@@ -167,3 +167,144 @@ async fn mcp_session_reuses_connections_under_concurrent_calls() {
         after.len()
     );
 }
+
+/// `SELECT pg_sleep(s)`, on its own task; the order of completion goes to `done`.
+fn slow(
+    s: &std::sync::Arc<Session>,
+    seconds: u32,
+    label: &'static str,
+    done: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+) -> tokio::task::JoinHandle<()> {
+    let (s, done) = (s.clone(), done.clone());
+    tokio::spawn(async move {
+        s.execute_sql("execute_sql", &format!("SELECT pg_sleep({seconds})"))
+            .await
+            .unwrap();
+        done.lock().unwrap().push(label);
+    })
+}
+
+/// Calls made while the session's requests are all out go to DBHub together, as one JSON-RPC
+/// batch, and each still gets its own answer: 64 callers at once, each reading back its own
+/// number, and the session sent some of them in batches.
+#[tokio::test]
+async fn mcp_session_batches_calls_made_while_dbhub_is_busy_each_gets_its_own_answer() {
+    let token = unique("tok");
+    let hub = readonly_pg_hub(&token).await;
+    let s = std::sync::Arc::new(Session::connect(&hub.url(), &token, T).await.unwrap());
+    assert_eq!(s.batched_calls(), 0);
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..64 {
+        let s = s.clone();
+        calls.spawn(async move {
+            let r = s
+                .execute_sql(
+                    "execute_sql",
+                    &format!("SELECT {n} AS n, 'call {n}' AS who"),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.statements[0].rows[0]["n"], n, "the answer to this call");
+            assert_eq!(r.statements[0].rows[0]["who"], format!("call {n}"));
+        });
+    }
+    calls.join_all().await;
+    assert!(
+        s.batched_calls() > 0,
+        "64 calls at once were all sent one by one"
+    );
+}
+
+/// A batch's answers reach their callers as DBHub finishes each call: with both of the
+/// session's requests out on long queries, a third long query and ten quick ones queue and go
+/// out together (the queue waits a few milliseconds at most for a turn); every quick one is
+/// answered while all three long ones still run. Errors stay with their own call: a write on
+/// the read-only tool and a failing statement in the same batch leave the others' answers alone.
+#[tokio::test]
+async fn mcp_batch_answers_each_call_when_it_finishes_and_keeps_errors_to_their_own_call() {
+    let token = unique("tok");
+    let hub = readonly_pg_hub(&token).await;
+    let s = std::sync::Arc::new(Session::connect(&hub.url(), &token, T).await.unwrap());
+    let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let long = [slow(&s, 3, "long", &done), slow(&s, 3, "long", &done)];
+    // The two long queries take the session's two turns.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = slow(&s, 3, "long", &done);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let mut quick = tokio::task::JoinSet::new();
+    for n in 0..10 {
+        let (s, done) = (s.clone(), done.clone());
+        quick.spawn(async move {
+            let r = s
+                .execute_sql("execute_sql", &format!("SELECT {n} AS n"))
+                .await;
+            done.lock().unwrap().push("quick");
+            (n, r)
+        });
+    }
+    let ro = {
+        let s = s.clone();
+        tokio::spawn(async move { s.execute_sql("execute_sql", "DELETE FROM pg_class").await })
+    };
+    let bad = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.execute_sql("execute_sql", "SELECT * FROM no_such_table")
+                .await
+        })
+    };
+    for (n, r) in quick.join_all().await {
+        assert_eq!(r.unwrap().statements[0].rows[0]["n"], n);
+    }
+    assert!(
+        matches!(ro.await.unwrap(), Err(McpError::Tool { code, .. }) if code == "READONLY_VIOLATION")
+    );
+    assert!(
+        matches!(bad.await.unwrap(), Err(McpError::Tool { code, message }) if code == "EXECUTION_ERROR" && message.contains("no_such_table"))
+    );
+    assert!(
+        s.batched_calls() >= 11,
+        "the queued calls went out in batches ({} batched)",
+        s.batched_calls()
+    );
+    for l in long {
+        l.await.unwrap();
+    }
+    third.await.unwrap();
+    let order = done.lock().unwrap().clone();
+    assert_eq!(
+        order.iter().position(|l| *l == "long"),
+        Some(10),
+        "every quick call was answered before any long one: {order:?}"
+    );
+}
+
+/// Batches stay within what DBHub accepts in one request (100 KiB): eight 40 KiB calls at once
+/// all run (none refused with 413 for a batch grown too large), each answered with its own text.
+#[tokio::test]
+async fn mcp_batches_of_large_calls_stay_within_dbhubs_request_size() {
+    let token = unique("tok");
+    let hub = readonly_pg_hub(&token).await;
+    let s = std::sync::Arc::new(Session::connect(&hub.url(), &token, T).await.unwrap());
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let s = s.clone();
+        calls.spawn(async move {
+            let text = format!("{n}").repeat(40 * 1024);
+            let r = s
+                .execute_sql(
+                    "execute_sql",
+                    &format!("SELECT length('{text}') AS l, {n} AS n"),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.statements[0].rows[0]["l"], 40 * 1024);
+            assert_eq!(r.statements[0].rows[0]["n"], n);
+        });
+    }
+    calls.join_all().await;
+    assert!(
+        s.batched_calls() > 0,
+        "no call was batched: nothing was checked"
+    );
+}

@@ -1,7 +1,8 @@
-//! JSON-RPC 2.0 as MCP's Streamable HTTP transport carries it: one message POSTed, the answer
-//! either one JSON message or an SSE stream whose `data:` events are messages (the response to
-//! the request among them). Answers are read to their end (at most [`MAX_ANSWER`] bytes) so the
-//! connection goes back to the pool.
+//! JSON-RPC 2.0 as MCP's Streamable HTTP transport carries it: one message (or a batch: an
+//! array of them) POSTed, the answer either JSON or an SSE stream whose `data:` events are
+//! messages (the responses among them; MCP 2025-03-26 lets a server put several in one event or
+//! JSON array). Answers are read to their end (at most [`MAX_ANSWER`] bytes) so the connection
+//! goes back to the pool.
 
 use std::borrow::Cow;
 
@@ -133,31 +134,120 @@ struct RpcError {
     code: i64,
 }
 
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<String>,
+}
+
+/// The id of the request message `text` answers; None when it is no response (a request or a
+/// notification from the server) or not JSON-RPC.
+pub fn response_id(text: &str) -> Option<u64> {
+    let head: Head = serde_json::from_str(text).ok()?;
+    head.method.is_none().then_some(head.id?.as_u64()?)
+}
+
+fn too_large() -> McpError {
+    McpError::Protocol(format!(
+        "DBHub's answer is larger than {} MiB",
+        MAX_ANSWER >> 20
+    ))
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, McpError> {
+    std::str::from_utf8(bytes).map_err(|_| McpError::Protocol("the answer is not UTF-8".into()))
+}
+
+/// Hands each message in `text` (one JSON-RPC message, or an array of them) to `each`.
+fn each_message(text: &str, each: &mut impl FnMut(&str)) -> Result<(), McpError> {
+    if !text.trim_start().starts_with('[') {
+        each(text);
+        return Ok(());
+    }
+    let all: Vec<Value> = serde_json::from_str(text)
+        .map_err(|_| McpError::Protocol("not a JSON-RPC batch of the expected shape".into()))?;
+    for message in all {
+        each(&message.to_string());
+    }
+    Ok(())
+}
+
+/// Where the complete events of an SSE stream end in `buf` (just after the blank line closing
+/// the last of them), looking from `from` on; None when no event is complete there.
+fn events_end(buf: &[u8], from: usize) -> Option<usize> {
+    let from = from.saturating_sub(2).max(1);
+    (from..buf.len())
+        .rev()
+        .find(|&i| {
+            buf[i] == b'\n' && (buf[i - 1] == b'\n' || (i >= 2 && &buf[i - 2..i] == b"\n\r"))
+        })
+        .map(|i| i + 1)
+}
+
 impl Answer {
     /// Its headers.
     pub fn headers(&self) -> &HeaderMap {
         self.res.headers()
     }
 
-    async fn body(mut self) -> Result<(bool, Vec<u8>), McpError> {
-        let sse = self
-            .res
+    fn is_sse(&self) -> bool {
+        self.res
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+    }
+
+    async fn body(mut self) -> Result<(bool, Vec<u8>), McpError> {
+        let sse = self.is_sse();
         let hint = self.res.content_length().unwrap_or(0) as usize;
         let mut body = Vec::with_capacity(hint.min(MAX_ANSWER));
         while let Some(chunk) = self.res.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(McpError::Protocol(format!(
-                    "DBHub's answer is larger than {} MiB",
-                    MAX_ANSWER >> 20
-                )));
+                return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
         Ok((sse, body))
+    }
+
+    /// Hands each message of the answer to `each` as soon as it is complete (an SSE stream's
+    /// events as they arrive, a JSON answer at its end), reading the answer to its end.
+    pub async fn messages(mut self, mut each: impl FnMut(&str)) -> Result<(), McpError> {
+        let sse = self.is_sse();
+        let (mut buf, mut read, mut seen) = (Vec::new(), 0, 0);
+        while let Some(chunk) = self.res.chunk().await.map_err(transport)? {
+            read += chunk.len();
+            if read > MAX_ANSWER {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+            if !sse {
+                continue;
+            }
+            match events_end(&buf, seen) {
+                Some(end) => {
+                    for data in events(utf8(&buf[..end])?) {
+                        if !data.trim().is_empty() {
+                            each_message(&data, &mut each)?;
+                        }
+                    }
+                    buf.drain(..end);
+                    seen = 0;
+                }
+                None => seen = buf.len(),
+            }
+        }
+        let rest = utf8(&buf)?;
+        if !sse {
+            return each_message(rest, &mut each);
+        }
+        for data in events(rest).iter().filter(|d| !d.trim().is_empty()) {
+            each_message(data, &mut each)?;
+        }
+        Ok(())
     }
 
     /// Reads the answer to its end (for a notification: nothing is expected in it).
@@ -168,8 +258,7 @@ impl Answer {
     /// The result of request `id`, read from the answer.
     pub async fn reply<R: DeserializeOwned>(self, id: u64) -> Result<R, Failure> {
         let (sse, body) = self.body().await?;
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| McpError::Protocol("the answer is not UTF-8".into()))?;
+        let text = utf8(&body)?;
         if !sse {
             return outcome(text, id)?.ok_or_else(|| {
                 McpError::Protocol("the answer is not the response to the request".into()).into()
@@ -187,7 +276,7 @@ impl Answer {
 
 /// What message `text` says about request `id`: its result or error, or None when it is
 /// another message (a notification, a request from the server, another id).
-fn outcome<R: DeserializeOwned>(text: &str, id: u64) -> Result<Option<R>, Failure> {
+pub fn outcome<R: DeserializeOwned>(text: &str, id: u64) -> Result<Option<R>, Failure> {
     let reply: Reply<R> = serde_json::from_str(text)
         .map_err(|_| McpError::Protocol("not a JSON-RPC message of the expected shape".into()))?;
     if reply.method.is_some() || reply.id.as_ref().and_then(Value::as_u64) != Some(id) {
@@ -266,6 +355,73 @@ mod tests {
         // The server's error text is never passed on.
         let e = Failure::Rpc(-32000).into_mcp();
         assert_eq!(e, McpError::Protocol("JSON-RPC error -32000".into()));
+    }
+
+    #[test]
+    fn complete_events_are_found_however_the_stream_is_cut() {
+        let stream = b"event: message\ndata: {\"id\":1}\n\nevent: message\r\ndata: {\"id\":2}\r\n\r\ndata: {\"id\":3}";
+        assert_eq!(events_end(stream, 0), Some(65));
+        assert_eq!(
+            events_end(&stream[..31], 0),
+            Some(31),
+            "just the first event"
+        );
+        assert_eq!(
+            events_end(&stream[..30], 0),
+            None,
+            "its closing blank line not there yet"
+        );
+        // Looking only at what arrived since the last look still sees a blank line split
+        // between two reads.
+        assert_eq!(events_end(&stream[..31], 30), Some(31));
+        assert_eq!(events_end(&stream[..65], 63), Some(65));
+        assert_eq!(
+            events_end(&stream[..64], 0),
+            Some(31),
+            "the second is not complete"
+        );
+    }
+
+    #[test]
+    fn responses_are_told_by_id_and_batched_responses_are_split() {
+        assert_eq!(
+            response_id(r#"{"jsonrpc":"2.0","id":7,"result":{"big":[1,2]}}"#),
+            Some(7)
+        );
+        assert_eq!(
+            response_id(r#"{"jsonrpc":"2.0","id":7,"error":{"code":1}}"#),
+            Some(7)
+        );
+        assert_eq!(
+            response_id(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#),
+            None
+        );
+        assert_eq!(
+            response_id(r#"{"jsonrpc":"2.0","method":"notifications/x"}"#),
+            None
+        );
+        assert_eq!(
+            response_id(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#),
+            None
+        );
+        assert_eq!(response_id("not json"), None);
+        let mut seen = Vec::new();
+        each_message(
+            r#" [{"id":1,"result":{"b":1,"a":2}},{"id":2,"result":{}}]"#,
+            &mut |m| seen.push(m.to_string()),
+        )
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                r#"{"id":1,"result":{"b":1,"a":2}}"#,
+                r#"{"id":2,"result":{}}"#
+            ]
+        );
+        assert!(matches!(
+            each_message("[1,", &mut |_| {}),
+            Err(McpError::Protocol(_))
+        ));
     }
 
     #[test]
