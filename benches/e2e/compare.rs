@@ -13,6 +13,16 @@ use crate::harness::{Service, Tenant};
 use crate::stats::{cpu_ticks, ms, rss_mib, summarize};
 
 const SLICE: Duration = Duration::from_millis(2500);
+/// What the service's metrics say of the query route: Cypher queries so far, then the sum and
+/// count of the handler's time (from the request's arrival to its response) and of the DBHub
+/// calls made in it.
+const SERIES: [&str; 5] = [
+    "aether_dbhub_graph_queries_total",
+    r#"aether_dbhub_http_request_duration_seconds_sum{method="POST",route="/api/v1/databases/{id}/query"}"#,
+    r#"aether_dbhub_http_request_duration_seconds_count{method="POST",route="/api/v1/databases/{id}/query"}"#,
+    r#"aether_dbhub_mcp_call_duration_seconds_sum{tool="execute_sql",outcome="ok"}"#,
+    r#"aether_dbhub_mcp_call_duration_seconds_count{tool="execute_sql",outcome="ok"}"#,
+];
 const ROUNDS: usize = 4;
 
 /// CPU ticks of the processes named `comm`, or of this benchmark (its clients) for "client".
@@ -86,6 +96,15 @@ async fn slice(
     (all, errors)
 }
 
+/// The concurrencies compared: `BENCH_CONCURRENCY` (e.g. `1` or `1,8`), 1, 8 and 32 by default.
+fn concurrencies() -> Vec<usize> {
+    std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .filter(|c: &Vec<usize>| !c.is_empty())
+        .unwrap_or_else(|| vec![1, 8, 32])
+}
+
 pub async fn run() {
     let svc = Service::start().await;
     let tenant = Arc::new(Tenant::register(&svc).await);
@@ -127,9 +146,11 @@ pub async fn run() {
     const PROCS: [&str; 5] = ["aether-dbhub", "node", "java", "postgres", "client"];
     let mut cpu = [[0u64; 5]; 2];
     let mut served = [0usize; 2];
-    let mut cypher = [0u64; 2];
-    for c in [1, 8, 32] {
+    let mut cypher = [0.0; 2];
+    let mut inside = Vec::new();
+    for c in concurrencies() {
         let mut got = [(Vec::new(), 0usize), (Vec::new(), 0usize)];
+        let mut handler = [0.0; 4];
         for round in 0..ROUNDS {
             let order = if round % 2 == 0 {
                 [Side::Direct, Side::Service]
@@ -137,11 +158,15 @@ pub async fn run() {
                 [Side::Service, Side::Direct]
             };
             for side in order {
-                let (before, queries) = (PROCS.map(cpu_of), svc.graph_queries().await);
+                let (before, seen) = (PROCS.map(cpu_of), svc.samples(SERIES).await);
                 let (lat, errors) = slice(side, c, &tenant, &sessions).await;
                 let i = usize::from(side == Side::Service);
                 let after = PROCS.map(cpu_of);
-                cypher[i] += svc.graph_queries().await - queries;
+                let now = svc.samples(SERIES).await;
+                cypher[i] += now[0] - seen[0];
+                for (k, h) in handler.iter_mut().enumerate() {
+                    *h += now[k + 1] - seen[k + 1];
+                }
                 for p in 0..PROCS.len() {
                     cpu[i][p] += after[p].saturating_sub(before[p]);
                 }
@@ -175,7 +200,17 @@ pub async fn run() {
                 s.count as f64 / seconds
             );
         }
+        let [hs, hn, ms_, mn] = handler;
+        inside.push(format!(
+            "c={c}: {:.3} ms in the handler, of which the DBHub call {:.3} ms",
+            hs * 1000.0 / hn.max(1.0),
+            ms_ * 1000.0 / mn.max(1.0)
+        ));
     }
+    println!(
+        "Mean time inside the service (its own metrics) per POST /query: {}",
+        inside.join("; ")
+    );
     println!("CPU per request (ms), by process:");
     for (i, name) in ["direct", "service"].iter().enumerate() {
         let per = |p: usize| cpu[i][p] as f64 * 10.0 / served[i].max(1) as f64;
@@ -190,7 +225,7 @@ pub async fn run() {
         );
         println!(
             "  {name:<8} Cypher queries per request {:.3}",
-            cypher[i] as f64 / served[i].max(1) as f64
+            cypher[i] / served[i].max(1) as f64
         );
     }
     for c in [8, 32] {

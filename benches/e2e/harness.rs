@@ -99,18 +99,21 @@ impl Service {
         self.child.id().unwrap()
     }
 
-    /// The service's count of Cypher queries so far (`aether_dbhub_graph_queries_total`).
-    pub async fn graph_queries(&self) -> u64 {
+    /// The values of the service's metric series `series` (each the text before the value in
+    /// `/metrics`, e.g. `aether_dbhub_graph_queries_total`); 0 for one it does not show.
+    pub async fn samples<const N: usize>(&self, series: [&str; N]) -> [f64; N] {
         let text = reqwest::get(format!("{}/metrics", self.base))
             .await
             .expect("GET /metrics")
             .text()
             .await
             .unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix("aether_dbhub_graph_queries_total "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
+        series.map(|name| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0.0)
+        })
     }
 }
 
