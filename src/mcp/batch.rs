@@ -27,7 +27,10 @@ use tokio::time::Instant;
 
 use super::{DBHUB_MAX_REQUEST_BYTES, McpError, http, rpc};
 
-/// Requests a session has out before it queues calls.
+/// Requests a session has out before it queues calls. Two lets a batch form while DBHub works
+/// on another and go out the moment one comes back; with four, fewer calls queued at
+/// concurrency 8 and it served 0.98–1.02x the direct requests/s against 1.11–1.19x with two (one
+/// did as well as two; `cargo bench --bench e2e -- compare`, 2026-12-07).
 pub const MAX_IN_FLIGHT: usize = 2;
 /// How long a queued call waits for a turn before it is sent anyway.
 pub const STRAGGLER: Duration = Duration::from_millis(5);
