@@ -39,6 +39,14 @@ async fn readonly_pg_hub(token: &str) -> DbHub {
     DbHub::start(&path, &env).await
 }
 
+/// A session on a DBHub of its own, to share between tasks (the DBHub stops when dropped).
+async fn shared_session() -> (DbHub, std::sync::Arc<Session>) {
+    let token = unique("tok");
+    let hub = readonly_pg_hub(&token).await;
+    let s = Session::connect(&hub.url(), &token, T).await.unwrap();
+    (hub, std::sync::Arc::new(s))
+}
+
 #[tokio::test]
 async fn mcp_session_runs_sql_and_maps_every_failure() {
     crate::support::logs::capture();
@@ -141,9 +149,7 @@ fn sockets_to(port: u16) -> Vec<String> {
 /// in TIME_WAIT), and every call gets its own answer.
 #[tokio::test]
 async fn mcp_session_reuses_connections_under_concurrent_calls() {
-    let token = unique("tok");
-    let hub = readonly_pg_hub(&token).await;
-    let s = std::sync::Arc::new(Session::connect(&hub.url(), &token, T).await.unwrap());
+    let (hub, s) = shared_session().await;
     let before = sockets_to(hub.port).len();
     let mut calls = tokio::task::JoinSet::new();
     for w in 0..16 {
@@ -189,9 +195,7 @@ fn slow(
 /// number, and the session sent some of them in batches.
 #[tokio::test]
 async fn mcp_session_batches_calls_made_while_dbhub_is_busy_each_gets_its_own_answer() {
-    let token = unique("tok");
-    let hub = readonly_pg_hub(&token).await;
-    let s = std::sync::Arc::new(Session::connect(&hub.url(), &token, T).await.unwrap());
+    let (_hub, s) = shared_session().await;
     assert_eq!(s.batched_calls(), 0);
     let mut calls = tokio::task::JoinSet::new();
     for n in 0..64 {
@@ -222,9 +226,7 @@ async fn mcp_session_batches_calls_made_while_dbhub_is_busy_each_gets_its_own_an
 /// the read-only tool and a failing statement in the same batch leave the others' answers alone.
 #[tokio::test]
 async fn mcp_batch_answers_each_call_when_it_finishes_and_keeps_errors_to_their_own_call() {
-    let token = unique("tok");
-    let hub = readonly_pg_hub(&token).await;
-    let s = std::sync::Arc::new(Session::connect(&hub.url(), &token, T).await.unwrap());
+    let (_hub, s) = shared_session().await;
     let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let long = [slow(&s, 3, "long", &done), slow(&s, 3, "long", &done)];
     // The two long queries take the session's two turns.
@@ -279,13 +281,49 @@ async fn mcp_batch_answers_each_call_when_it_finishes_and_keeps_errors_to_their_
     );
 }
 
+/// An answer too large to read (over 16 MiB) fails its own call only: batched with it, a call
+/// that finishes after it (so its answer comes later in the same stream) is still answered;
+/// sent alone, the same large answer is refused the same way.
+#[tokio::test]
+async fn mcp_an_answer_too_large_in_a_batch_fails_only_its_own_call() {
+    let (_hub, s) = shared_session().await;
+    let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let long = [slow(&s, 2, "long", &done), slow(&s, 2, "long", &done)];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = s.batched_calls();
+    let huge = "SELECT repeat('x', 17 * 1024 * 1024) AS huge";
+    let (big, small) = tokio::join!(
+        s.execute_sql("execute_sql", huge),
+        s.execute_sql(
+            "execute_sql",
+            "SELECT 42 AS n, pg_sleep(1) AS after_the_large_one"
+        )
+    );
+    assert_eq!(
+        s.batched_calls() - before,
+        2,
+        "the two calls went out in one batch"
+    );
+    assert!(
+        matches!(&big, Err(McpError::Protocol(m)) if m.contains("larger than 16 MiB")),
+        "{big:?}"
+    );
+    assert_eq!(small.unwrap().statements[0].rows[0]["n"], 42);
+    for l in long {
+        l.await.unwrap();
+    }
+    let alone = s.execute_sql("execute_sql", huge).await;
+    assert!(
+        matches!(&alone, Err(McpError::Protocol(m)) if m.contains("larger than 16 MiB")),
+        "{alone:?}"
+    );
+}
+
 /// Batches stay within what DBHub accepts in one request (100 KiB): eight 40 KiB calls at once
 /// all run (none refused with 413 for a batch grown too large), each answered with its own text.
 #[tokio::test]
 async fn mcp_batches_of_large_calls_stay_within_dbhubs_request_size() {
-    let token = unique("tok");
-    let hub = readonly_pg_hub(&token).await;
-    let s = std::sync::Arc::new(Session::connect(&hub.url(), &token, T).await.unwrap());
+    let (_hub, s) = shared_session().await;
     let mut calls = tokio::task::JoinSet::new();
     for n in 0..8 {
         let s = s.clone();

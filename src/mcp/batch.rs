@@ -8,7 +8,9 @@
 //! otherwise queues it: when a request finishes, what queued meanwhile goes out as one batch. A
 //! lone caller never waits (the batch forms only while DBHub is already working), and a queued
 //! call waits at most [`STRAGGLER`] for a free turn before it goes out anyway, so long-running
-//! queries holding every turn hold nobody else up for longer than that.
+//! queries holding every turn hold nobody else up for longer than that. A batch can fail only
+//! as a whole where a lone call would fail too (DBHub unreachable, the connection cut): the
+//! size of one call's answer, its error or its slowness stays with that call.
 //!
 //! Batches are MCP 2025-03-26's (the revision whose servers must accept them); DBHub streams
 //! each response of a batch as its call finishes, and each goes to its caller as soon as it is

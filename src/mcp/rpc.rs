@@ -174,16 +174,22 @@ fn each_message(text: &str, each: &mut impl FnMut(&str)) -> Result<(), McpError>
     Ok(())
 }
 
+/// Whether `buf[i]` ends an SSE event (the line feed of the blank line after it).
+fn ends_event(buf: &[u8], i: usize) -> bool {
+    buf[i] == b'\n' && (buf[i - 1] == b'\n' || (i >= 2 && &buf[i - 2..i] == b"\n\r"))
+}
+
 /// Where the complete events of an SSE stream end in `buf` (just after the blank line closing
-/// the last of them), looking from `from` on; None when no event is complete there.
-fn events_end(buf: &[u8], from: usize) -> Option<usize> {
-    let from = from.saturating_sub(2).max(1);
-    (from..buf.len())
-        .rev()
-        .find(|&i| {
-            buf[i] == b'\n' && (buf[i - 1] == b'\n' || (i >= 2 && &buf[i - 2..i] == b"\n\r"))
-        })
-        .map(|i| i + 1)
+/// the last of them, or the first when `first`), looking from `from` on; None when no event
+/// ends there.
+fn events_end(buf: &[u8], from: usize, first: bool) -> Option<usize> {
+    let mut at = from.saturating_sub(2).max(1)..buf.len();
+    let found = if first {
+        at.find(|&i| ends_event(buf, i))
+    } else {
+        at.rfind(|&i| ends_event(buf, i))
+    };
+    found.map(|i| i + 1)
 }
 
 impl Answer {
@@ -214,20 +220,32 @@ impl Answer {
     }
 
     /// Hands each message of the answer to `each` as soon as it is complete (an SSE stream's
-    /// events as they arrive, a JSON answer at its end), reading the answer to its end.
+    /// events as they arrive, a JSON answer at its end), reading the answer to its end. In a
+    /// stream the limit of [`MAX_ANSWER`] bytes is per event: an event larger than that is
+    /// skipped, the others still handed on, and the stream then ends in the error (so in a
+    /// batch only the call whose answer was too large goes without one).
     pub async fn messages(mut self, mut each: impl FnMut(&str)) -> Result<(), McpError> {
         let sse = self.is_sse();
-        let (mut buf, mut read, mut seen) = (Vec::new(), 0, 0);
+        let (mut buf, mut seen, mut skipping, mut skipped) = (Vec::new(), 0, false, false);
         while let Some(chunk) = self.res.chunk().await.map_err(transport)? {
-            read += chunk.len();
-            if read > MAX_ANSWER {
-                return Err(too_large());
-            }
             buf.extend_from_slice(&chunk);
             if !sse {
+                if buf.len() > MAX_ANSWER {
+                    return Err(too_large());
+                }
                 continue;
             }
-            match events_end(&buf, seen) {
+            if skipping {
+                let Some(end) = events_end(&buf, seen, true) else {
+                    // Keep the last two bytes: the blank line ending the event may straddle.
+                    buf.drain(..buf.len().saturating_sub(2));
+                    seen = buf.len();
+                    continue;
+                };
+                buf.drain(..end);
+                (skipping, seen) = (false, 0);
+            }
+            match events_end(&buf, seen, false) {
                 Some(end) => {
                     for data in events(utf8(&buf[..end])?) {
                         if !data.trim().is_empty() {
@@ -239,13 +257,22 @@ impl Answer {
                 }
                 None => seen = buf.len(),
             }
+            if buf.len() > MAX_ANSWER {
+                (skipping, skipped) = (true, true);
+                buf.drain(..buf.len() - 2);
+                seen = buf.len();
+            }
         }
-        let rest = utf8(&buf)?;
         if !sse {
-            return each_message(rest, &mut each);
+            return each_message(utf8(&buf)?, &mut each);
         }
-        for data in events(rest).iter().filter(|d| !d.trim().is_empty()) {
-            each_message(data, &mut each)?;
+        if !skipping {
+            for data in events(utf8(&buf)?).iter().filter(|d| !d.trim().is_empty()) {
+                each_message(data, &mut each)?;
+            }
+        }
+        if skipped {
+            return Err(too_large());
         }
         Ok(())
     }
@@ -360,23 +387,25 @@ mod tests {
     #[test]
     fn complete_events_are_found_however_the_stream_is_cut() {
         let stream = b"event: message\ndata: {\"id\":1}\n\nevent: message\r\ndata: {\"id\":2}\r\n\r\ndata: {\"id\":3}";
-        assert_eq!(events_end(stream, 0), Some(65));
+        assert_eq!(events_end(stream, 0, false), Some(65));
+        assert_eq!(events_end(stream, 0, true), Some(31), "the first one's end");
+        assert_eq!(events_end(stream, 40, true), Some(65));
         assert_eq!(
-            events_end(&stream[..31], 0),
+            events_end(&stream[..31], 0, false),
             Some(31),
             "just the first event"
         );
         assert_eq!(
-            events_end(&stream[..30], 0),
+            events_end(&stream[..30], 0, false),
             None,
             "its closing blank line not there yet"
         );
         // Looking only at what arrived since the last look still sees a blank line split
         // between two reads.
-        assert_eq!(events_end(&stream[..31], 30), Some(31));
-        assert_eq!(events_end(&stream[..65], 63), Some(65));
+        assert_eq!(events_end(&stream[..31], 30, false), Some(31));
+        assert_eq!(events_end(&stream[..65], 63, false), Some(65));
         assert_eq!(
-            events_end(&stream[..64], 0),
+            events_end(&stream[..64], 0, false),
             Some(31),
             "the second is not complete"
         );
