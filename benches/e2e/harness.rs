@@ -31,6 +31,7 @@ pub fn ensure_stack() {
 /// A running `aether-dbhub serve` (release build) and what it serves.
 pub struct Service {
     child: tokio::process::Child,
+    port: u16,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     /// Its namespace (CRs, Secrets, DBHubInstances).
@@ -41,58 +42,78 @@ pub struct Service {
     pub ready_after: Duration,
 }
 
+/// `aether-dbhub serve` on 127.0.0.1:`port` for namespace `ns`, reaching DBHub at `endpoint`.
+fn spawn(ns: &str, port: u16, endpoint: &str) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"));
+    // `BENCH_SERVICE_<NAME>=v` in the bench's environment sets `<NAME>=v` for the service
+    // alone (e.g. `BENCH_SERVICE_TOKIO_WORKER_THREADS=1`), to compare settings.
+    for (k, v) in std::env::vars() {
+        if let Some(name) = k.strip_prefix("BENCH_SERVICE_") {
+            cmd.env(name, v);
+        }
+    }
+    cmd.args(["--log-format", "json", "--log", "warn", "serve"])
+        .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AETHER_DBHUB_NEO4J_URI", stack().get("NEO4J_URI"))
+        .env("AETHER_DBHUB_JWT_ISSUERS", crate::support::api::ISSUER)
+        .env("AETHER_DBHUB_JWT_HS256_SECRET", crate::support::api::SECRET)
+        .env("AETHER_DBHUB_NAMESPACE", ns)
+        .env("AETHER_DBHUB_WATCH_NAMESPACE", ns)
+        .env("AETHER_DBHUB_HOST_ALLOW_CIDRS", "127.0.0.0/8")
+        .env("AETHER_DBHUB_DBHUB_ENDPOINT", endpoint)
+        .env("KUBECONFIG", stack().get("KUBECONFIG"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting aether-dbhub serve")
+}
+
 impl Service {
     pub async fn start() -> Self {
         crate::support::crds::ensure_installed().await;
         let ns = TestNamespace::new("bench").await;
         let (port, dbhub_port) = (free_port(), free_port());
         let spawned = Instant::now();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"));
-        // `BENCH_SERVICE_<NAME>=v` in the bench's environment sets `<NAME>=v` for the service
-        // alone (e.g. `BENCH_SERVICE_TOKIO_WORKER_THREADS=1`), to compare settings.
-        for (k, v) in std::env::vars() {
-            if let Some(name) = k.strip_prefix("BENCH_SERVICE_") {
-                cmd.env(name, v);
-            }
-        }
-        let child = cmd
-            .args(["--log-format", "json", "--log", "warn", "serve"])
-            .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
-            .env("AETHER_DBHUB_NEO4J_URI", stack().get("NEO4J_URI"))
-            .env("AETHER_DBHUB_JWT_ISSUERS", crate::support::api::ISSUER)
-            .env("AETHER_DBHUB_JWT_HS256_SECRET", crate::support::api::SECRET)
-            .env("AETHER_DBHUB_NAMESPACE", &ns.name)
-            .env("AETHER_DBHUB_WATCH_NAMESPACE", &ns.name)
-            .env("AETHER_DBHUB_HOST_ALLOW_CIDRS", "127.0.0.0/8")
-            .env(
-                "AETHER_DBHUB_DBHUB_ENDPOINT",
-                format!("http://127.0.0.1:{dbhub_port}/mcp"),
-            )
-            .env("KUBECONFIG", stack().get("KUBECONFIG"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting aether-dbhub serve");
+        let child = spawn(
+            &ns.name,
+            port,
+            &format!("http://127.0.0.1:{dbhub_port}/mcp"),
+        );
         let mut s = Self {
             child,
+            port,
             base: format!("http://127.0.0.1:{port}"),
             ns,
             dbhub_port,
             ready_after: Duration::ZERO,
         };
+        s.ready().await;
+        s.ready_after = spawned.elapsed();
+        s
+    }
+
+    /// Waits for its first ready `/readyz`.
+    async fn ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = reqwest::get(format!("{}/readyz", s.base)).await
+            if let Ok(r) = reqwest::get(format!("{}/readyz", self.base)).await
                 && r.status().is_success()
             {
-                s.ready_after = spawned.elapsed();
-                return s;
+                return;
             }
             assert!(Instant::now() < deadline, "the service never became ready");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Stops the process and starts it again on the same port and namespace, reaching DBHub at
+    /// `endpoint`.
+    pub async fn restart(&mut self, endpoint: &str) {
+        let _ = self.child.kill().await;
+        self.child = spawn(&self.ns.name, self.port, endpoint);
+        self.ready().await;
     }
 
     pub fn pid(&self) -> u32 {

@@ -133,6 +133,37 @@ impl PodHub {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 
+    /// The MCP endpoint at the address of the instance's one Ready pod: what an in-cluster
+    /// client reaches through the Service, without the forward (the host routes to pod
+    /// addresses, and DBHub admits its own address as a Host).
+    pub async fn pod_url(&self) -> String {
+        use k8s_openapi::api::core::v1::Pod;
+        let api: kube::Api<Pod> = kube::Api::namespaced(super::kube::admin().await, &self.ns);
+        let lp = kube::api::ListParams::default().labels(&format!(
+            "app.kubernetes.io/name=dbhub,app.kubernetes.io/instance={}",
+            self.instance
+        ));
+        let pods = api.list(&lp).await.expect("listing the instance's pods");
+        let pod = pods
+            .items
+            .iter()
+            .find(|p| p.metadata.deletion_timestamp.is_none())
+            .expect("a DBHub pod of the instance");
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let port = pod.spec.as_ref().and_then(|s| {
+            s.containers[0]
+                .ports
+                .as_ref()?
+                .first()
+                .map(|p| p.container_port)
+        });
+        format!(
+            "http://{}:{}/mcp",
+            ip.expect("the pod's address"),
+            port.unwrap_or(8080)
+        )
+    }
+
     /// The pods' logs (all containers of the instance's pods).
     pub async fn log_text(&self) -> String {
         super::node::kubectl(&[
