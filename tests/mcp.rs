@@ -190,6 +190,21 @@ fn slow(
     })
 }
 
+/// Two `pg_sleep(seconds)` calls, which take the session's two turns (its requests out), so
+/// that calls made next queue and go out as a batch.
+async fn both_turns_taken(
+    s: &std::sync::Arc<Session>,
+    seconds: u32,
+    done: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    let long = [
+        slow(s, seconds, "long", done),
+        slow(s, seconds, "long", done),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    long
+}
+
 /// Calls made while the session's requests are all out go to DBHub together, as one JSON-RPC
 /// batch, and each still gets its own answer: 64 callers at once, each reading back its own
 /// number, and the session sent some of them in batches.
@@ -228,9 +243,7 @@ async fn mcp_session_batches_calls_made_while_dbhub_is_busy_each_gets_its_own_an
 async fn mcp_batch_answers_each_call_when_it_finishes_and_keeps_errors_to_their_own_call() {
     let (_hub, s) = shared_session().await;
     let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let long = [slow(&s, 3, "long", &done), slow(&s, 3, "long", &done)];
-    // The two long queries take the session's two turns.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let long = both_turns_taken(&s, 3, &done).await;
     let third = slow(&s, 3, "long", &done);
     tokio::time::sleep(Duration::from_millis(1)).await;
     let mut quick = tokio::task::JoinSet::new();
@@ -288,8 +301,7 @@ async fn mcp_batch_answers_each_call_when_it_finishes_and_keeps_errors_to_their_
 async fn mcp_an_answer_too_large_in_a_batch_fails_only_its_own_call() {
     let (_hub, s) = shared_session().await;
     let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let long = [slow(&s, 2, "long", &done), slow(&s, 2, "long", &done)];
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let long = both_turns_taken(&s, 2, &done).await;
     let before = s.batched_calls();
     let huge = "SELECT repeat('x', 17 * 1024 * 1024) AS huge";
     let (big, small) = tokio::join!(

@@ -114,20 +114,9 @@ pub async fn run() {
     // a shortcut through it that the service, a process of its own, does not).
     let endpoint = tenant.hub.pod_url().await;
     svc.restart(&endpoint).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let path = format!("/api/v1/databases/{}/query", tenant.db_id);
-    while tenant
-        .send("POST", &path, Some(json!({"query": "SELECT 1"})))
-        .await
-        .0
-        != 200
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no answer after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tenant
+        .answering_by(Instant::now() + Duration::from_secs(60))
+        .await;
     let mut list = Vec::new();
     for _ in 0..32 {
         list.push(

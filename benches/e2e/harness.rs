@@ -189,18 +189,8 @@ impl Tenant {
         wait_served(&svc.ns, &instance, &[cr_of(&db_id)]).await;
         let served = posted.elapsed();
         let hub = serve_instance(&svc.ns, &instance, svc.dbhub_port).await;
-        loop {
-            let q = Some(json!({"query": "SELECT 1"}));
-            let (code, _) = send("POST", format!("/api/v1/databases/{db_id}/query"), q).await;
-            if code == 200 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never answered a query ({code})");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let first_query = posted.elapsed();
-        Self {
-            timeline: [connected, served, first_query],
+        let mut tenant = Self {
+            timeline: [connected, served, Duration::ZERO],
             hub_token: hub.token.clone(),
             hub,
             token,
@@ -208,6 +198,23 @@ impl Tenant {
             db_id,
             http,
             base,
+        };
+        tenant.answering_by(deadline).await;
+        tenant.timeline[2] = posted.elapsed();
+        tenant
+    }
+
+    /// Waits until a query on its database is answered (at most until `deadline`).
+    pub async fn answering_by(&self, deadline: Instant) {
+        let path = format!("/api/v1/databases/{}/query", self.db_id);
+        loop {
+            let q = Some(json!({"query": "SELECT 1"}));
+            let (code, _) = self.send("POST", &path, q).await;
+            if code == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never answered a query ({code})");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -2,7 +2,8 @@
 //! test. `cargo bench --bench e2e -- <scenario>...` (all when none is named):
 //!
 //! - `compare`: `SELECT 1` straight to DBHub over MCP vs through `POST /databases/{id}/query`
-//!   at concurrency 1, 8 and 32, interleaved (p50/p95/p99, requests/s, ratios).
+//!   at concurrency 1, 8 and 32, interleaved (p50/p95/p99, requests/s, ratios), both sides
+//!   reaching the DBHub pod at its own address.
 //! - `list`: `GET /databases` with 1 000 records vs the raw Cypher reading them, interleaved.
 //! - `load`: 200 concurrent clients for 60 s mixing list, get and query against a release
 //!   build of `aether-dbhub serve` (requests, errors, p50/p95/p99, peak RSS of the service).
