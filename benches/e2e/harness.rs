@@ -42,9 +42,26 @@ pub struct Service {
     pub ready_after: Duration,
 }
 
+/// `aether-dbhub <args>` (release build) for namespace `ns` on the stack, logging JSON to this
+/// process's stderr and killed when dropped; callers add their own settings and spawn it.
+pub fn command(args: &[&str], ns: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"));
+    cmd.args(["--log-format", "json"])
+        .args(args)
+        .env("AETHER_DBHUB_NAMESPACE", ns)
+        .env("AETHER_DBHUB_WATCH_NAMESPACE", ns)
+        .env("AETHER_DBHUB_HOST_ALLOW_CIDRS", "127.0.0.0/8")
+        .env("KUBECONFIG", stack().get("KUBECONFIG"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    cmd
+}
+
 /// `aether-dbhub serve` on 127.0.0.1:`port` for namespace `ns`, reaching DBHub at `endpoint`.
 fn spawn(ns: &str, port: u16, endpoint: &str) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"));
+    let mut cmd = command(&["--log", "warn", "serve"], ns);
     // `BENCH_SERVICE_<NAME>=v` in the bench's environment sets `<NAME>=v` for the service
     // alone (e.g. `BENCH_SERVICE_TOKIO_WORKER_THREADS=1`), to compare settings.
     for (k, v) in std::env::vars() {
@@ -52,20 +69,11 @@ fn spawn(ns: &str, port: u16, endpoint: &str) -> tokio::process::Child {
             cmd.env(name, v);
         }
     }
-    cmd.args(["--log-format", "json", "--log", "warn", "serve"])
-        .env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
+    cmd.env("AETHER_DBHUB_LISTEN", format!("127.0.0.1:{port}"))
         .env("AETHER_DBHUB_NEO4J_URI", stack().get("NEO4J_URI"))
         .env("AETHER_DBHUB_JWT_ISSUERS", crate::support::api::ISSUER)
         .env("AETHER_DBHUB_JWT_HS256_SECRET", crate::support::api::SECRET)
-        .env("AETHER_DBHUB_NAMESPACE", ns)
-        .env("AETHER_DBHUB_WATCH_NAMESPACE", ns)
-        .env("AETHER_DBHUB_HOST_ALLOW_CIDRS", "127.0.0.0/8")
         .env("AETHER_DBHUB_DBHUB_ENDPOINT", endpoint)
-        .env("KUBECONFIG", stack().get("KUBECONFIG"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .expect("starting aether-dbhub serve")
 }

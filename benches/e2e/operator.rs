@@ -8,7 +8,6 @@
 //! operator's login, checks and non-Connected transitions, API writes in the steady window,
 //! checks in the first minute after the restart, and RSS.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use dbhub_operator::crd::{DBHubInstance, Database, DatabasePhase};
@@ -49,17 +48,8 @@ struct Operator {
 impl Operator {
     async fn start(ns: &str) -> Self {
         let port = free_port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aether-dbhub"))
-            .args(["--log-format", "json", "--log", "error", "operator"])
+        let child = crate::harness::command(&["--log", "error", "operator"], ns)
             .env("AETHER_DBHUB_OPERATOR_LISTEN", format!("127.0.0.1:{port}"))
-            .env("AETHER_DBHUB_NAMESPACE", ns)
-            .env("AETHER_DBHUB_WATCH_NAMESPACE", ns)
-            .env("AETHER_DBHUB_HOST_ALLOW_CIDRS", "127.0.0.0/8")
-            .env("KUBECONFIG", stack().get("KUBECONFIG"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .expect("starting aether-dbhub operator");
         Self {

@@ -134,18 +134,10 @@ struct RpcError {
     code: i64,
 }
 
-#[derive(serde::Deserialize)]
-struct Head {
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default)]
-    method: Option<String>,
-}
-
 /// The id of the request message `text` answers; None when it is no response (a request or a
 /// notification from the server) or not JSON-RPC.
 pub fn response_id(text: &str) -> Option<u64> {
-    let head: Head = serde_json::from_str(text).ok()?;
+    let head: Reply<serde::de::IgnoredAny> = serde_json::from_str(text).ok()?;
     head.method.is_none().then_some(head.id?.as_u64()?)
 }
 
@@ -170,6 +162,15 @@ fn each_message(text: &str, each: &mut impl FnMut(&str)) -> Result<(), McpError>
         .map_err(|_| McpError::Protocol("not a JSON-RPC batch of the expected shape".into()))?;
     for message in all {
         each(&message.to_string());
+    }
+    Ok(())
+}
+
+/// Hands the messages of each event in `stream` to `each` (events without data, such as a
+/// stream's priming event or keep-alives, carry none).
+fn each_event(stream: &str, each: &mut impl FnMut(&str)) -> Result<(), McpError> {
+    for data in events(stream).iter().filter(|d| !d.trim().is_empty()) {
+        each_message(data, each)?;
     }
     Ok(())
 }
@@ -206,19 +207,6 @@ impl Answer {
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
     }
 
-    async fn body(mut self) -> Result<(bool, Vec<u8>), McpError> {
-        let sse = self.is_sse();
-        let hint = self.res.content_length().unwrap_or(0) as usize;
-        let mut body = Vec::with_capacity(hint.min(MAX_ANSWER));
-        while let Some(chunk) = self.res.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((sse, body))
-    }
-
     /// Hands each message of the answer to `each` as soon as it is complete (an SSE stream's
     /// events as they arrive, a JSON answer at its end), reading the answer to its end. In a
     /// stream the limit of [`MAX_ANSWER`] bytes is per event: an event larger than that is
@@ -247,11 +235,7 @@ impl Answer {
             }
             match events_end(&buf, seen, false) {
                 Some(end) => {
-                    for data in events(utf8(&buf[..end])?) {
-                        if !data.trim().is_empty() {
-                            each_message(&data, &mut each)?;
-                        }
-                    }
+                    each_event(utf8(&buf[..end])?, &mut each)?;
                     buf.drain(..end);
                     seen = 0;
                 }
@@ -267,9 +251,7 @@ impl Answer {
             return each_message(utf8(&buf)?, &mut each);
         }
         if !skipping {
-            for data in events(utf8(&buf)?).iter().filter(|d| !d.trim().is_empty()) {
-                each_message(data, &mut each)?;
-            }
+            each_event(utf8(&buf)?, &mut each)?;
         }
         if skipped {
             return Err(too_large());
@@ -279,25 +261,27 @@ impl Answer {
 
     /// Reads the answer to its end (for a notification: nothing is expected in it).
     pub async fn finish(self) -> Result<(), McpError> {
-        self.body().await.map(drop)
+        self.messages(|_| {}).await
     }
 
-    /// The result of request `id`, read from the answer.
+    /// The result of request `id`, read from the answer (other messages in it, such as
+    /// notifications, are passed over).
     pub async fn reply<R: DeserializeOwned>(self, id: u64) -> Result<R, Failure> {
-        let (sse, body) = self.body().await?;
-        let text = utf8(&body)?;
-        if !sse {
-            return outcome(text, id)?.ok_or_else(|| {
-                McpError::Protocol("the answer is not the response to the request".into()).into()
-            });
-        }
-        // Events without data (a stream's priming event, keep-alives) carry no message.
-        for data in events(text).iter().filter(|d| !d.trim().is_empty()) {
-            if let Some(done) = outcome(data, id)? {
-                return Ok(done);
+        let mut got = None;
+        let read = self
+            .messages(|text| {
+                if got.is_none() {
+                    got = outcome(text, id).transpose();
+                }
+            })
+            .await;
+        match got {
+            Some(done) => done,
+            None => {
+                read?;
+                Err(McpError::Protocol("the stream ended without the response".into()).into())
             }
         }
-        Err(McpError::Protocol("the stream ended without the response".into()).into())
     }
 }
 
